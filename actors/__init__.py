@@ -1,0 +1,1 @@
+"""The sd-actors runtime: component actors, lifecycle, supervision, System, daemon and CLI."""

@@ -1,0 +1,1 @@
+"""ZeroMQ transport: msgpack envelopes, remote actor references, CURVE keys, membership."""

@@ -1,0 +1,1 @@
+"""Built-in policy plugins: Scheduler, LoadBalancer, HARestarter, VirtualCluster."""
