@@ -69,7 +69,7 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1) $repo"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$venv/bin/sd-actors" ]]; then
     say "sd-actors already installed in .venv (pyproject.toml unchanged)"
 else
-    say "installing sd-actors and its test extras into .venv (libvirt-python compiles: about a minute)"
+    say "installing sd-actors and its test extras into .venv (libvirt-python compiles from source)"
     rm -f "$stamp"
     log="$venv/pip-install.log"
     if ! "$venv/bin/python" -m pip install --disable-pip-version-check -e '.[test]' >"$log" 2>&1; then
