@@ -82,17 +82,21 @@ fi
 # --- 4. the installed layout, for mypy ----------------------------------------------------
 # mypy cannot follow the editable install's import hook, so it reads the packages through
 # .venv/mypy-path/sd_actors/<folder> -> <folder> (pyproject.toml's [tool.mypy] mypy_path),
-# one link per package-dir entry. Rebuilt every run; it costs milliseconds.
+# one link per package-dir entry. Checked every run (milliseconds); rebuilt only when it
+# differs, so a mypy already running in this checkout keeps its view.
 "$venv/bin/python" - "$repo" "$venv/mypy-path" <<'PYTHON'
 import pathlib, shutil, sys, tomllib
 
 repo, view = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 package_dir = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-shutil.rmtree(view, ignore_errors=True)
-for package, folder in package_dir.items():
-    link = view.joinpath(*package.split("."))
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(repo / folder, target_is_directory=True)
+wanted = {view.joinpath(*package.split(".")): repo / folder for package, folder in package_dir.items()}
+present = {link: link.readlink() for link in view.rglob("*") if link.is_symlink()} if view.exists() else {}
+if present != wanted:
+    print("setup: linking .venv/mypy-path/sd_actors/* to the package folders")
+    shutil.rmtree(view, ignore_errors=True)
+    for link, folder in wanted.items():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(folder, target_is_directory=True)
 PYTHON
 
 say "ready: $venv/bin/sd-actors"
