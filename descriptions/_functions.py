@@ -1,0 +1,408 @@
+"""The language's functions (``sum``, ``concat``, operators, …) with Java's value semantics."""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, Protocol
+
+from sd_actors.descriptions import _names
+from sd_actors.descriptions._model import (
+    Apply,
+    ComponentDescription,
+    Double,
+    Long,
+    Reference,
+    value_kind,
+    values_equal,
+)
+
+if TYPE_CHECKING:
+    from sd_actors.descriptions._errors import SourceLocation
+
+
+class FunctionFailed(Exception):
+    """Raised by a function; the resolver turns it into a DescriptionError with the location."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class EvaluationContext(Protocol):
+    """What functions may ask of the resolver that evaluates them."""
+
+    def next_counter(self) -> int: ...
+
+    def resolve_reference_at(self, reference: Reference, where: ComponentDescription) -> object: ...
+
+    def parse_reference(self, text: str, location: SourceLocation | None) -> Reference: ...
+
+
+Function = Callable[[ComponentDescription, list[object], EvaluationContext], object]
+
+_RANK: Final = {"Integer": 0, "Long": 1, "Float": 2, "Double": 3}
+
+
+def _number_kind(value: object, function: str) -> str:
+    kind = value_kind(value)
+    if kind not in _RANK:
+        raise FunctionFailed(f"{function} needs numbers, got {kind} {format_java(value)}",
+                             "check the operands: every one must be an Integer, Long, Float or Double")
+    return kind
+
+
+def _as_kind(value: float | int, kind: str) -> object:
+    if kind == "Integer":
+        return _wrap(int(value), 32)
+    if kind == "Long":
+        return Long(_wrap(int(value), 64))
+    if kind == "Float":
+        return _to_float32(float(value))
+    return Double(float(value))
+
+
+def _wrap(value: int, bits: int) -> int:
+    # Java integer arithmetic wraps around on overflow.
+    mask = (1 << bits) - 1
+    value &= mask
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def _to_float32(value: float) -> float:
+    try:
+        return float(struct.unpack("f", struct.pack("f", value))[0])
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _numeric(function: str, args: list[object]) -> tuple[str, list[float | int]]:
+    if not args:
+        raise FunctionFailed(f"{function} needs at least one argument")
+    kinds = [_number_kind(a, function) for a in args]
+    kind = max(kinds, key=_RANK.__getitem__)
+    return kind, [a for a in args]  # type: ignore[misc]
+
+
+def _sum(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    kind, numbers = _numeric("sum", args)
+    total: float | int = 0
+    for n in numbers:
+        total = _as_kind(total + n, kind)  # type: ignore[assignment,operator]
+    return _as_kind(total, kind)
+
+
+def _product(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    kind, numbers = _numeric("product", args)
+    total: float | int = 1
+    for n in numbers:
+        total = _as_kind(total * n, kind)  # type: ignore[assignment,operator]
+    return _as_kind(total, kind)
+
+
+def _binary(body: ComponentDescription) -> tuple[object, object]:
+    if "left" not in body or "right" not in body:
+        raise FunctionFailed("needs the attributes 'left' and 'right'")
+    return body["left"], body["right"]
+
+
+def _minus(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    left, right = _binary(body)
+    kind, _ = _numeric("minus", [left, right])
+    return _as_kind(left - right, kind)  # type: ignore[operator]
+
+
+def _divide(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    left, right = _binary(body)
+    kind, _ = _numeric("divide", [left, right])
+    if kind in ("Integer", "Long"):
+        if right == 0:
+            raise FunctionFailed("division by zero", "the divisor of an integer division must not be 0")
+        quotient = abs(left) // abs(right)  # type: ignore[arg-type,operator]
+        return _as_kind(quotient if (left < 0) == (right < 0) else -quotient, kind)  # type: ignore[operator]
+    if right == 0:
+        return _as_kind(math.nan if left == 0 else math.copysign(math.inf, left) * math.copysign(1, right), kind)  # type: ignore[arg-type]
+    return _as_kind(left / right, kind)  # type: ignore[operator]
+
+
+def _mod(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    left, right = _binary(body)
+    kind, _ = _numeric("mod", [left, right])
+    if kind in ("Integer", "Long"):
+        if right == 0:
+            raise FunctionFailed("modulo by zero", "the divisor of % must not be 0")
+        remainder = abs(left) % abs(right)  # type: ignore[arg-type,operator]
+        return _as_kind(remainder if left >= 0 else -remainder, kind)  # type: ignore[operator]
+    return _as_kind(math.fmod(left, right) if right != 0 else math.nan, kind)  # type: ignore[arg-type]
+
+
+def _compare(name: str, test: Callable[[int], bool]) -> Function:
+    def compare(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+        left, right = _binary(body)
+        lk, rk = value_kind(left), value_kind(right)
+        if lk in _RANK and rk in _RANK:
+            order = (left > right) - (left < right)  # type: ignore[operator]
+        elif lk == rk == "String":
+            order = (left > right) - (left < right)  # type: ignore[operator]
+        else:
+            raise FunctionFailed(f"{name} compares numbers or strings, got {lk} and {rk}")
+        return test(order)
+
+    return compare
+
+
+def _equals(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    left, right = _binary(body)
+    return values_equal(left, right)
+
+
+def _not_equals(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    left, right = _binary(body)
+    return not values_equal(left, right)
+
+
+def _booleans(name: str, args: list[object]) -> list[bool]:
+    for a in args:
+        if not isinstance(a, bool):
+            raise FunctionFailed(f"{name} needs booleans, got {value_kind(a)} {format_java(a)}")
+    return args  # type: ignore[return-value]
+
+
+def _and(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    return all(_booleans("and", args))
+
+
+def _or(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    return any(_booleans("or", args))
+
+
+def _xor(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    return sum(_booleans("xor", args)) % 2 == 1
+
+
+def _implies(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    values = _booleans("implies", args)
+    result = values[0] if values else True
+    for v in values[1:]:
+        result = (not result) or v
+    return result
+
+
+def _not(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    if "data" not in body:
+        raise FunctionFailed("not needs the attribute 'data'")
+    return not _booleans("not", [body["data"]])[0]
+
+
+def _concatenate(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    return "".join(format_java(a) for a in args)
+
+
+def _append(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    result: list[object] = []
+    for a in args:
+        if isinstance(a, list):
+            result.extend(a)
+    return result
+
+
+def _vector(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    return list(args)
+
+
+def _format(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    template = body.get("format")
+    if not isinstance(template, str):
+        raise FunctionFailed("formatString needs a string attribute 'format'")
+    out: list[str] = []
+    i = 0
+    while i < len(template):
+        char = template[i]
+        if char == "$" and i + 1 < len(template) and template[i + 1].isdigit():
+            value = body.get(f"s{template[i + 1]}")
+            # As in SmartFrog, only string arguments are substituted; anything else becomes "".
+            out.append(value if isinstance(value, str) else "")
+            i += 2
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+def _if_then_else(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    for name in ("if", "then", "else"):
+        if name not in body:
+            raise FunctionFailed(f"ifThenElse needs the attribute {name!r}")
+    condition = body["if"]
+    if not isinstance(condition, bool):
+        raise FunctionFailed(f"the IF condition must be a boolean, got {value_kind(condition)}")
+    return body["then"] if condition else body["else"]
+
+
+def _switch(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    case = 0
+    while f"sfCaseIf{case}" in body:
+        condition = body[f"sfCaseIf{case}"]
+        if not isinstance(condition, bool):
+            raise FunctionFailed(f"SWITCH case {case + 1}: the IF condition must be a boolean")
+        if condition:
+            return body[f"sfCaseThen{case}"]
+        case += 1
+    raise FunctionFailed("no SWITCH case is true", "add a last case IF true THEN default-value")
+
+
+def _system(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    if "system" not in body:
+        raise FunctionFailed("System needs the attribute 'system' (its result)")
+    return body["system"]
+
+
+def _next(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    base = body.get("base", 0)
+    count = ctx.next_counter()
+    return base + count if isinstance(base, int) and not isinstance(base, bool) else count
+
+
+def _random(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    seed = body.get("seed")
+    generator = random.Random(seed if isinstance(seed, int) else None)
+    minimum, maximum = body.get("min", 0), body.get("max", 2**31 - 1)
+    if body.get("integer", True) is False:
+        return generator.random()
+    if not isinstance(minimum, int) or not isinstance(maximum, int) or minimum > maximum:
+        raise FunctionFailed("random needs integers min <= max")
+    return generator.randint(minimum, maximum)
+
+
+def _date(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    return time.strftime("%a %b %d %H:%M:%S %Z %Y")
+
+
+def _user_input(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    # Descriptions are resolved by daemons and scripts too: never block on a terminal.
+    if "default" in body:
+        return body["default"]
+    raise FunctionFailed("userinput has no 'default' and sd-actors never prompts while resolving",
+                         "give it a default, or set the value with --set / -D")
+
+
+def _ref(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
+    text = body.get("reference")
+    if isinstance(text, Reference):
+        reference = text
+    elif isinstance(text, str):
+        reference = ctx.parse_reference(text, body.location)
+    else:
+        raise FunctionFailed("ref needs a string attribute 'reference'")
+    if body.get("lazy") is True:
+        return reference.with_flags(lazy=True)
+    return ctx.resolve_reference_at(reference, body)
+
+
+FUNCTIONS: Final[dict[str, Function]] = {
+    _names.function("Sum"): _sum,
+    _names.function("Product"): _product,
+    _names.function("Minus"): _minus,
+    _names.function("Divide"): _divide,
+    _names.function("Mod"): _mod,
+    _names.function("EQ"): _equals,
+    _names.function("NE"): _not_equals,
+    _names.function("GE"): _compare("GE", lambda o: o >= 0),
+    _names.function("GT"): _compare("GT", lambda o: o > 0),
+    _names.function("LE"): _compare("LE", lambda o: o <= 0),
+    _names.function("LT"): _compare("LT", lambda o: o < 0),
+    _names.function("And"): _and,
+    _names.function("Or"): _or,
+    _names.function("Xor"): _xor,
+    _names.function("Implies"): _implies,
+    _names.function("Not"): _not,
+    _names.function("Concatenate"): _concatenate,
+    _names.function("Append"): _append,
+    _names.function("Vector"): _vector,
+    _names.function("Format"): _format,
+    _names.function("IfThenElse"): _if_then_else,
+    _names.function("Switch"): _switch,
+    _names.function("SystemComponent"): _system,
+    _names.function("Next"): _next,
+    _names.function("Random"): _random,
+    _names.function("Date"): _date,
+    _names.function("UserInput"): _user_input,
+    _names.function("Ref"): _ref,
+}
+
+# Attributes of a function body that configure it and are not arguments.
+NON_ARGUMENTS: Final = frozenset({"sfFunctionClass", "sfFunctionLazy", "sfFunctionData", "phase.function"})
+
+
+def format_java(value: object) -> str:
+    """The text Java's ``toString`` gives for a value (what ``++`` concatenates)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return java_float_text(value, single=not isinstance(value, Double))
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ", ".join(format_java(v) for v in value) + "]"
+    from sd_actors.descriptions._printer import format_value
+
+    if isinstance(value, ComponentDescription | Apply | Reference):
+        return format_value(value)
+    return str(value)
+
+
+def java_float_text(value: float, *, single: bool) -> str:
+    """Java's ``Float.toString``/``Double.toString``: ``1.0``, ``3.25``, ``1.0E10``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    digits = _shortest(value, single)
+    magnitude = abs(value)
+    if magnitude == 0 or 1e-3 <= magnitude < 1e7:
+        text = format(float(digits), "f") if "e" in digits.lower() else digits
+        if "." not in text:
+            text += ".0"
+        return _trim(text)
+    mantissa, exponent = f"{float(digits):e}".split("e")
+    significant = repr(float(digits)).lower().split("e")[0] if "e" in repr(float(digits)).lower() else None
+    del significant
+    mantissa = _trim(str(float(digits) / 10 ** int(exponent)) if False else _mantissa(digits))
+    return f"{mantissa}E{int(exponent)}"
+
+
+def _shortest(value: float, single: bool) -> str:
+    if not single:
+        return repr(value)
+    for precision in range(1, 10):
+        text = f"{value:.{precision}g}"
+        if _to_float32(float(text)) == _to_float32(value):
+            return text
+    return repr(value)
+
+
+def _mantissa(digits: str) -> str:
+    # Normalise the shortest digits to d.ddd form.
+    sign = "-" if digits.startswith("-") else ""
+    body = digits.lstrip("-").lower()
+    if "e" in body:
+        body, _ = body.split("e")
+    whole, _, fraction = body.partition(".")
+    all_digits = (whole + fraction).lstrip("0") or "0"
+    all_digits = all_digits.rstrip("0") or "0"
+    return sign + all_digits[0] + "." + (all_digits[1:] or "0")
+
+
+def _trim(text: str) -> str:
+    if "." in text:
+        whole, fraction = text.split(".")
+        fraction = fraction.rstrip("0") or "0"
+        return f"{whole}.{fraction}"
+    return text

@@ -1,0 +1,200 @@
+"""Tokens of the SmartFrog notation, with SmartFrog's longest-match rules."""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from sd_actors.descriptions._errors import DescriptionSyntaxError, SourceLocation
+from sd_actors.descriptions._model import Double, Long
+
+KEYWORDS: Final = frozenset(
+    {
+        "extends", "true", "false", "LAZY", "DATA", "NULL", "TBD", "ROOT", "PARENT", "THIS", "HERE",
+        "ATTRIB", "PROPERTY", "IPROPERTY", "ENVPROPERTY", "IENVPROPERTY", "CONSTANT", "HOST",
+        "PROCESS", "OPTIONAL", "APPLY", "ASSERT", "IF", "THEN", "ELSE", "FI", "SWITCH", "ENDSWITCH",
+        "VAR",
+    }
+)
+
+_LETTER = r"A-Za-z_$\u00a2-\u00a5\u00aa\u00b5\u00ba\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff"
+_EXP = r"(?:[eE][+-]?[0-9]+)"
+# Alternatives are ordered so that Python's first match equals JavaCC's longest match.
+_TOKEN_RE: Final = re.compile(
+    rf"""
+    (?P<space>[ \t\n\r\f]+)
+  | (?P<comment>//[^\n]*|/\*.*?\*/)
+  | (?P<open_comment>/\*)
+  | (?P<include>\#include\?|\#include|\#codebase)
+  | (?P<mlstring>\#\#(?:[^#\\]|\\.)*\#)
+  | (?P<bytes>\#(?:HEX|DEC|OCT|BIN|B64)\#[^#]*\#)
+  | (?P<float>-?(?:[0-9]+\.[0-9]*{_EXP}?|\.[0-9]+{_EXP}?|[0-9]+{_EXP})[fFdD]?|-?[0-9]+[fFdD])
+  | (?P<int>-?[0-9]+[lL]?)
+  | (?P<string>"(?:[^"\\\n]|\\.)*")
+  | (?P<op>\[\||\|\]|\|\||--|->|\+\+|<>|==|!=|>=|<=|&&|x\||[-+*/%><!;,{{}}\[\]:()])
+  | (?P<word>[{_LETTER}][{_LETTER}0-9._\-+@\#~$%^&]*)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+_ESCAPES: Final = {"n": "\n", "t": "\t", "b": "\b", "r": "\r", "f": "\f", "\\": "\\", "'": "'", '"': '"'}
+_ESCAPE_RE: Final = re.compile(r"\\([0-3][0-7]{0,2}|[4-7][0-7]?|.)", re.DOTALL)
+
+INT_MIN: Final = -(2**31)
+INT_MAX: Final = 2**31 - 1
+LONG_MIN: Final = -(2**63)
+LONG_MAX: Final = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """``kind`` is ``word``, ``string``, ``number``, ``bytes``, ``include``, ``eof``, or the text of a
+    keyword or punctuation mark; ``value`` is the converted value."""
+
+    kind: str
+    value: object
+    offset: int
+    text: str
+
+
+class SourceText:
+    """A description's text with offset → line/column conversion for error reports."""
+
+    def __init__(self, text: str, path: Path | str) -> None:
+        self.text = text
+        self.path = path
+        self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def location(self, offset: int) -> SourceLocation:
+        line = bisect.bisect_right(self._line_starts, offset)
+        return SourceLocation(self.path, line, offset - self._line_starts[line - 1] + 1)
+
+    def line_text(self, line: int) -> str:
+        start = self._line_starts[line - 1]
+        end = self.text.find("\n", start)
+        return self.text[start : end if end >= 0 else len(self.text)]
+
+    def error(self, error: type[DescriptionSyntaxError], message: str, offset: int, hint: str | None = None
+              ) -> DescriptionSyntaxError:
+        at = self.location(offset)
+        return error(message, at=at, source_line=self.line_text(at.line), hint=hint)
+
+
+def tokenize(source: SourceText) -> list[Token]:
+    """Split ``source`` into tokens; raise DescriptionSyntaxError at the first bad character."""
+    text = source.text
+    tokens: list[Token] = []
+    append = tokens.append
+    match = _TOKEN_RE.match
+    pos = 0
+    end = len(text)
+    while pos < end:
+        m = match(text, pos)
+        if m is None:
+            raise _bad_character(source, pos)
+        kind = m.lastgroup
+        lexeme = m.group()
+        if kind == "word":
+            append(Token(lexeme if lexeme in KEYWORDS else "word", lexeme, pos, lexeme))
+        elif kind == "op":
+            append(Token(lexeme, lexeme, pos, lexeme))
+        elif kind == "int":
+            append(Token("number", _integer(source, lexeme, pos), pos, lexeme))
+        elif kind == "float":
+            append(Token("number", _float(lexeme), pos, lexeme))
+        elif kind == "string":
+            append(Token("string", _unescape(source, lexeme[1:-1], pos + 1), pos, lexeme))
+        elif kind == "mlstring":
+            append(Token("string", _unescape(source, lexeme[2:-1], pos + 2), pos, lexeme))
+        elif kind == "include":
+            append(Token("include", lexeme, pos, lexeme))
+        elif kind == "bytes":
+            append(Token("bytes", _byte_array(source, lexeme, pos), pos, lexeme))
+        elif kind == "open_comment":
+            raise source.error(DescriptionSyntaxError, "comment is never closed", pos,
+                               "end the comment with */")
+        pos = m.end()
+    append(Token("eof", None, end, ""))
+    return tokens
+
+
+def _bad_character(source: SourceText, pos: int) -> DescriptionSyntaxError:
+    char = source.text[pos]
+    if char == '"':
+        return source.error(DescriptionSyntaxError, "string is not closed on this line", pos,
+                            'close it with " (use ## ... # for text over several lines)')
+    if source.text.startswith("##", pos):
+        return source.error(DescriptionSyntaxError, "multi-line string is never closed", pos,
+                            "close it with # (write \\# for a # inside it)")
+    if char == "#":
+        return source.error(DescriptionSyntaxError, "unexpected '#'", pos,
+                            'directives are #include "file.sf" and #include? "file.sf"; byte arrays '
+                            "are #HEX#...#, #DEC#...#, #OCT#...#, #BIN#...# or #B64#...#")
+    shown = char if char.isprintable() else f"\\x{ord(char):02x}"
+    return source.error(DescriptionSyntaxError, f"unexpected character {shown!r}", pos,
+                        "names start with a letter, '_' or '$'; text goes in double quotes")
+
+
+def _integer(source: SourceText, lexeme: str, pos: int) -> int:
+    if lexeme[-1] in "lL":
+        value = int(lexeme[:-1])
+        if not LONG_MIN <= value <= LONG_MAX:
+            raise source.error(DescriptionSyntaxError, f"long {lexeme} is out of range", pos,
+                               "a Long holds -9223372036854775808 to 9223372036854775807")
+        return Long(value)
+    value = int(lexeme)
+    if not INT_MIN <= value <= INT_MAX:
+        raise source.error(DescriptionSyntaxError, f"integer {lexeme} is out of range", pos,
+                           f"an Integer holds {INT_MIN} to {INT_MAX}; write {lexeme}L for a Long")
+    return value
+
+
+def _float(lexeme: str) -> float:
+    # Deliberate deviation: SmartFrog chops the last character even when there is no suffix
+    # (1.5 -> 1.0, 2e3 -> error); sd-actors reads a suffix-less decimal as the Float it spells.
+    suffix = lexeme[-1]
+    if suffix in "dD":
+        return Double(lexeme[:-1])
+    if suffix in "fF":
+        return float(lexeme[:-1])
+    return float(lexeme)
+
+
+def _unescape(source: SourceText, body: str, offset: int) -> str:
+    if "\\" not in body:
+        return body
+
+    def replace(m: re.Match[str]) -> str:
+        code = m.group(1)
+        if code[0] in "01234567":
+            return chr(int(code, 8))
+        if code in _ESCAPES:
+            return _ESCAPES[code]
+        if code == "#":
+            return "#"
+        raise source.error(DescriptionSyntaxError, f"unknown escape \\{code} in string", offset + m.start(),
+                           'escapes are \\n \\t \\b \\r \\f \\\\ \\\' \\" and octal \\ooo; write \\\\ for a backslash')
+
+    return _ESCAPE_RE.sub(replace, body)
+
+
+def _byte_array(source: SourceText, lexeme: str, pos: int) -> bytes:
+    base = lexeme[1:4]
+    digits = "".join(lexeme[5:-1].split())
+    try:
+        if base == "HEX":
+            return bytes.fromhex(digits)
+        if base == "B64":
+            return base64.b64decode(digits, validate=True)
+        radix, width = {"DEC": (10, 3), "OCT": (8, 3), "BIN": (2, 8)}[base]
+        if len(digits) % width:
+            raise ValueError(f"needs groups of {width} digits")
+        return bytes(int(digits[i : i + width], radix) for i in range(0, len(digits), width))
+    except ValueError as error:
+        raise source.error(DescriptionSyntaxError, f"malformed #{base}# byte array: {error}", pos,
+                           "HEX takes pairs of hex digits, DEC/OCT groups of 3 digits, BIN groups of 8 bits, "
+                           "B64 base64") from None

@@ -1,0 +1,800 @@
+"""Resolution phases in SmartFrog's order: type, place, function, sfConfig, link."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Final
+
+from sd_actors.descriptions import _names
+from sd_actors.descriptions._errors import (
+    AssertionFailed,
+    CyclicReference,
+    DescriptionError,
+    FinalAttributeOverridden,
+    FunctionError,
+    PlacementError,
+    PropertyMissing,
+    SchemaViolation,
+    SfConfigError,
+    SourceLocation,
+    TypeResolutionError,
+    UnresolvedReference,
+    UnresolvedTBD,
+    UserPhaseError,
+    close_match_hint,
+)
+from sd_actors.descriptions._functions import FUNCTIONS, NON_ARGUMENTS, FunctionFailed
+from sd_actors.descriptions._model import (
+    ATTRIB,
+    CONSTANT,
+    ENVPROPERTY,
+    HERE,
+    HOST,
+    IENVPROPERTY,
+    IPROPERTY,
+    NO_DEFAULT,
+    PARENT,
+    PROCESS,
+    PROPERTY,
+    ROOT,
+    TBD,
+    THIS,
+    Apply,
+    ComponentDescription,
+    Double,
+    Long,
+    PlacementSlot,
+    Reference,
+    copy_value,
+    value_kind,
+)
+
+DEFAULT_PHASES: Final = ("type", "place", "function", "sfConfig", "link")
+
+# The CONSTANT values SmartFrog descriptions use (Java static fields), by name.
+CONSTANTS: Final[Mapping[str, object]] = {
+    "java.lang.Integer.MAX_VALUE": 2**31 - 1,
+    "java.lang.Integer.MIN_VALUE": -(2**31),
+    "java.lang.Long.MAX_VALUE": Long(2**63 - 1),
+    "java.lang.Long.MIN_VALUE": Long(-(2**63)),
+    "java.lang.Boolean.TRUE": True,
+    "java.lang.Boolean.FALSE": False,
+    "java.io.File.separator": os.sep,
+    "java.io.File.pathSeparator": os.pathsep,
+    "java.lang.Double.MAX_VALUE": Double(1.7976931348623157e308),
+    "java.lang.Float.MAX_VALUE": 3.4028234663852886e38,
+}
+
+_LIVE: Final = 1
+_DONE: Final = 2
+
+
+class _Lazy(Exception):
+    """A LAZY reference was met: the link stays a reference, resolved at run time."""
+
+
+class _Unresolved(Exception):
+    """A reference cannot be resolved; turned into a DescriptionError where the link is known."""
+
+    def __init__(self, message: str, hint: str | None = None, *, error: type[DescriptionError] = UnresolvedReference,
+                 at: SourceLocation | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.error = error
+        self.at = at
+
+
+class _StaticAssertion:
+    """Placeholder for an assertion checked at parse time and dropped from the result."""
+
+
+_CHECKED: Final = _StaticAssertion()
+
+
+def _location_of(cd: ComponentDescription, key: object) -> SourceLocation | None:
+    return cd.locations.get(key, cd.location)  # type: ignore[call-overload]
+
+
+def display_path(cd: ComponentDescription, key: object | None = None) -> str:
+    names = cd.path()
+    if key is not None:
+        names.append(key if isinstance(key, str) else repr(key))
+    return ":".join(names) if names else "ROOT"
+
+
+class Resolver:
+    """Runs the phases over one parsed description (one instance per parse)."""
+
+    def __init__(
+        self,
+        root: ComponentDescription,
+        *,
+        properties: Mapping[str, str],
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = root
+        self.properties = properties
+        self.environment = os.environ if environment is None else environment
+        self._next = -1
+        self._type_mode = False
+        self._in_progress: set[tuple[int, object]] = set()
+        self._link_live: set[int] = set()
+        self.errors: list[DescriptionError] = []
+
+    # ================================================================ references
+    def resolve(self, reference: Reference, cd: ComponentDescription) -> object:
+        """Resolve an eager reference from ``cd`` (chaining through links, evaluating functions)."""
+        if reference.data:
+            return reference
+        if reference.lazy:
+            raise _Lazy()
+        try:
+            return self._walk(reference, 0, cd)
+        except (_Unresolved, _Lazy):
+            if reference.optional:
+                return None if reference.default is NO_DEFAULT else reference.default
+            raise
+
+    def _walk(self, reference: Reference, index: int, current: object) -> object:
+        parts = reference.parts
+        while index < len(parts):
+            part = parts[index]
+            kind = part.kind
+            if isinstance(current, ComponentDescription) and self._type_mode and current.prototypes \
+                    and current.state != _LIVE:
+                self._resolve_types(current)
+            if not isinstance(current, ComponentDescription):
+                raise _Unresolved(
+                    f"{':'.join(self._part_text(p) for p in parts[:index])} is a {value_kind(current)}, "
+                    "not a component", "only a component description has attributes to follow")
+            if kind == ATTRIB:
+                return self._attrib(reference, index, current)
+            if kind == HERE:
+                current = self._here(reference, index, current)
+            elif kind == ROOT:
+                current = current.root()
+            elif kind == PARENT:
+                if current.parent is None:
+                    raise _Unresolved("PARENT of the outermost component", "remove PARENT or use ROOT")
+                current = current.parent
+            elif kind == THIS:
+                pass
+            else:
+                current = self._special(reference, index)
+            index += 1
+        return current
+
+    def _attrib(self, reference: Reference, index: int, cd: ComponentDescription) -> object:
+        # ATTRIB retries the whole remaining path one level up on any failure (not on LAZY).
+        start = cd
+        node: ComponentDescription | None = cd
+        while node is not None:
+            try:
+                value = self._here(reference, index, node)
+                return self._walk(reference, index + 1, value)
+            except _Unresolved as failure:
+                if node.parent is None:
+                    name = reference.parts[index].name or ""
+                    if name not in node and name not in start:
+                        known = _visible_names(start)
+                        raise _Unresolved(
+                            f"reference {reference.path_text()!r} not found: no attribute {name!r} here "
+                            "or in an enclosing component",
+                            close_match_hint(name, known, otherwise=f"define {name!r} or fix the spelling"),
+                        ) from None
+                    raise failure
+                node = node.parent
+        raise AssertionError("unreachable")
+
+    def _here(self, reference: Reference, index: int, cd: ComponentDescription) -> object:
+        name = reference.parts[index].name or ""
+        if name not in cd or (index > 0 and "sfLocal" in cd.tags(name)):
+            local = name in cd
+            raise _Unresolved(
+                f"reference {reference.path_text()!r} not found: {display_path(cd)} has no attribute {name!r}"
+                if not local else
+                f"reference {reference.path_text()!r}: attribute {name!r} is tagged sfLocal",
+                "an sfLocal attribute is only visible from inside its own component"
+                if local else close_match_hint(name, cd.keys(), otherwise=f"define {name!r} or fix the spelling"))
+        return self.value_of(cd, name)
+
+    def _special(self, reference: Reference, index: int) -> object:
+        part = reference.parts[index]
+        name = part.name or ""
+        if part.kind in (PROPERTY, IPROPERTY):
+            if name not in self.properties:
+                raise _Unresolved(f"property {name!r} is not set", f"pass -D {name}=VALUE",
+                                  error=PropertyMissing)
+            text = self.properties[name]
+            return text if part.kind == PROPERTY else self._integer_of(text, f"property {name!r}")
+        if part.kind in (ENVPROPERTY, IENVPROPERTY):
+            if name not in self.environment:
+                raise _Unresolved(f"environment variable {name!r} is not set",
+                                  f"export {name}=VALUE, or make the reference OPTIONAL(default) or LAZY",
+                                  error=PropertyMissing)
+            text = self.environment[name]
+            return text if part.kind == ENVPROPERTY else self._integer_of(text, f"environment variable {name!r}")
+        if part.kind == CONSTANT:
+            if name not in CONSTANTS:
+                raise _Unresolved(f"unknown CONSTANT {name!r}",
+                                  close_match_hint(name, CONSTANTS, otherwise="known constants: "
+                                                   + ", ".join(sorted(CONSTANTS))))
+            return CONSTANTS[name]
+        if part.kind in (HOST, PROCESS):
+            raise _Unresolved(f"{part.kind} references only exist at run time",
+                              f"write LAZY {reference.path_text()}")
+        raise _Unresolved(f"unknown reference part {part.kind}")
+
+    @staticmethod
+    def _integer_of(text: str, what: str) -> int:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise _Unresolved(f"{what} is {text!r}, not an integer") from None
+
+    @staticmethod
+    def _part_text(part: object) -> str:
+        from sd_actors.descriptions._printer import format_part
+
+        return format_part(part, first=True)  # type: ignore[arg-type]
+
+    # ================================================================ values
+    def value_of(self, cd: ComponentDescription, key: str) -> object:
+        """The value of ``cd.key`` with links followed and functions evaluated (chaining)."""
+        value = cd.raw_get(key)
+        if isinstance(value, Reference):
+            if value.data:
+                return value
+            if value.lazy:
+                raise _Lazy()
+            marker = (id(cd), key)
+            if marker in self._in_progress:
+                raise _Unresolved(f"cyclic reference: {display_path(cd, key)} depends on itself",
+                                  "break the circle of links", error=CyclicReference)
+            self._in_progress.add(marker)
+            try:
+                return self.resolve(value, cd)
+            finally:
+                self._in_progress.discard(marker)
+        if isinstance(value, Apply):
+            if value.lazy:
+                raise _Lazy()
+            return self._evaluate_at(cd, key, value)
+        if value is TBD:
+            raise _Unresolved(f"{display_path(cd, key)} is still TBD (to be defined)",
+                              _tbd_hint(cd, key), error=UnresolvedTBD)
+        return value
+
+    def _evaluate_at(self, cd: ComponentDescription, key: str, apply: Apply) -> object:
+        marker = (id(cd), key)
+        if marker in self._in_progress:
+            raise _Unresolved(f"cyclic reference: {display_path(cd, key)} depends on itself",
+                              "break the circle of links", error=CyclicReference)
+        self._in_progress.add(marker)
+        try:
+            if apply.kind == "ASSERT":
+                return self._check_assertion(cd, key, apply)
+            return self._apply(apply)
+        finally:
+            self._in_progress.discard(marker)
+
+    def _apply(self, apply: Apply) -> object:
+        body = apply.body
+        lazy = False
+        arguments: list[object] = []
+        for key in list(body.raw_keys()):
+            if not isinstance(key, str) or key in NON_ARGUMENTS:
+                continue
+            try:
+                value = self.value_of(body, key)
+            except _Lazy:
+                lazy = True
+                raw = body.raw_get(key)
+                if isinstance(raw, Reference):
+                    body.replace_value(key, raw.with_flags(lazy=True))
+                continue
+            if isinstance(value, ComponentDescription) and body.raw_get(key) is not value:
+                self._check_containment(body, key, value)
+            body.replace_value(key, value) if not isinstance(value, ComponentDescription) else None
+            arguments.append(value)
+        if lazy:
+            raise _Lazy()
+        name = apply.function
+        canonical = _names.canonical_function(name)
+        function = FUNCTIONS.get(canonical or "")
+        if function is None:
+            raise _Unresolved(f"unknown function {name!r}",
+                              close_match_hint(name.rsplit(".", 1)[-1], _names.FUNCTION_NAMES,
+                                               otherwise="sfFunctionClass must name a built-in function"),
+                              error=FunctionError, at=apply.location)
+        try:
+            return function(body, arguments, self)
+        except FunctionFailed as failure:
+            short = name.rsplit(".", 1)[-1]
+            raise _Unresolved(f"{short}: {failure}", failure.hint, error=FunctionError, at=apply.location) from None
+
+    # -- EvaluationContext for functions -----------------------------------------------------------
+    def next_counter(self) -> int:
+        self._next += 1
+        return self._next
+
+    def resolve_reference_at(self, reference: Reference, where: ComponentDescription) -> object:
+        return self.resolve(reference, where)
+
+    def parse_reference(self, text: str, location: SourceLocation | None) -> Reference:
+        from sd_actors.descriptions._parser import reparse_reference
+
+        try:
+            return reparse_reference(text, location=location)
+        except DescriptionError as error:
+            raise FunctionFailed(f"{text!r} is not a reference: {error.message}") from None
+
+    # ================================================================ assertions and schemas
+    def _check_assertion(self, holder: ComponentDescription, key: str, apply: Apply) -> object:
+        pristine = apply.body.copy(holder)
+        body = apply.body
+        phase = body.get("sfAssertionPhase", "dynamic")
+        if phase not in ("static", "staticLazy", "dynamic"):
+            raise _Unresolved(f"sfAssertionPhase is {phase!r}", 'use "static", "staticLazy" or "dynamic"',
+                              error=FunctionError)
+        failures: list[str] = []
+        has_lazy = False
+        for name in list(body.raw_keys()):
+            if not isinstance(name, str) or name in ("sfFunctionClass", "sfAssertionPhase"):
+                continue
+            element = body.raw_get(name)
+            if isinstance(element, Apply) and element.kind == "APPLY" and \
+                    _names.canonical_function(element.function) == _names.function("CheckSchemaElement"):
+                problem = self._check_schema_element(holder, element)
+                if problem:
+                    failures.append(problem)
+                continue
+            try:
+                value = self.value_of(body, name)
+            except _Lazy:
+                if phase == "static":
+                    raise _Unresolved("static assertion cannot be checked: it uses LAZY attributes",
+                                      'use sfAssertionPhase "staticLazy" or "dynamic"', error=AssertionFailed
+                                      ) from None
+                has_lazy = True
+                continue
+            if name.startswith("sf"):
+                continue
+            if not isinstance(value, bool):
+                failures.append(f"{name}: has non-boolean value {value_kind(value)}")
+            elif not value:
+                failures.append(f"{name}: evaluates to false")
+        if failures:
+            schema = any("schema" in f for f in failures)
+            raise _Unresolved(
+                ("schema check failed for " if schema else "assertions failed for ")
+                + f"{display_path(holder)}: " + "; ".join(failures),
+                "give the attribute a value of the kind the schema asks for" if schema
+                else "change the values so that every assertion holds",
+                error=SchemaViolation if schema else AssertionFailed)
+        if phase == "dynamic":
+            pristine.remove("sfAssertionPhase") if "sfAssertionPhase" in pristine else None
+            return Apply("ASSERT", pristine, lazy=True, location=apply.location)
+        del has_lazy
+        return _CHECKED
+
+    def _check_schema_element(self, holder: ComponentDescription, element: Apply) -> str | None:
+        body = element.body
+        name = body.get("name")
+        if not isinstance(name, str):
+            return "schema element without a name"
+        description = body.get("description")
+        label = f"{name!r}" + (f" ({description})" if isinstance(description, str) and description else "")
+        binding = body.get("binding", "anyBinding")
+        if binding not in ("anyBinding", "eager", "lazy"):
+            return f"schema: binding of {label} must be \"eager\", \"lazy\" or \"anyBinding\", not {binding!r}"
+        classes = body.get("class", "anyClass")
+        try:
+            value: object = self.value_of(holder, name) if name in holder else _MISSING
+        except _Lazy:
+            value = _LAZY_VALUE
+        except _Unresolved:
+            value = _MISSING
+        if value is _MISSING:
+            return None if body.get("optional") is True else f"schema: required attribute {label} is missing"
+        allowed = _class_names(classes)
+        if value is _LAZY_VALUE or (isinstance(value, Reference) and value.data):
+            if binding == "eager" and "anyClass" not in allowed:
+                return f"schema: attribute {label} must have a value now, not a LAZY reference"
+            return None
+        if binding == "lazy":
+            return f"schema: attribute {label} must be a LAZY reference"
+        kind = value_kind(value)
+        if "anyClass" in allowed or kind in allowed:
+            return None
+        return (f"schema: attribute {label} must be {' or '.join(allowed)}, found {kind} "
+                f"{_short(value)}")
+
+    # ================================================================ type phase
+    def type_phase(self) -> None:
+        self._resolve_types(self.root)
+
+    def _resolve_types(self, cd: ComponentDescription) -> None:
+        if cd.state == _DONE:
+            return
+        if cd.state == _LIVE:
+            raise CyclicReference(
+                f"cyclic prototype: {display_path(cd)} extends itself, directly or through its prototypes",
+                at=cd.location, hint="a component cannot extend a prototype that contains or extends it")
+        cd.state = _LIVE
+        if cd.prototypes:
+            self._merge_prototypes(cd)
+        cd.prototypes = None
+        for value in list(cd.values_raw()):
+            if isinstance(value, ComponentDescription):
+                self._resolve_types(value)
+        cd.state = _DONE
+
+    def _merge_prototypes(self, cd: ComponentDescription) -> None:
+        prototypes = cd.prototypes or []
+        cd.prototypes = None
+        for prototype in reversed(prototypes):
+            if isinstance(prototype, ComponentDescription):
+                self._subtype(cd, prototype, copy=False)
+                continue
+            assert isinstance(prototype, Reference)
+            try:
+                target = self._type_walk(prototype, cd)
+            except _Unresolved as failure:
+                raise TypeResolutionError(f"prototype {prototype.path_text()!r} not found: {failure.message}",
+                                          at=prototype.location or cd.location, hint=failure.hint) from None
+            except _Lazy:
+                raise TypeResolutionError(f"prototype {prototype.path_text()!r} is a LAZY reference",
+                                          at=prototype.location or cd.location,
+                                          hint="extends needs a component description") from None
+            if not isinstance(target, ComponentDescription):
+                raise TypeResolutionError(
+                    f"prototype {prototype.path_text()!r} is a {value_kind(target)}, not a component description",
+                    at=prototype.location or cd.location,
+                    hint="a name in an extends list must denote a component description (extends { … })")
+            if target is cd or target.is_ancestor_of(cd):
+                raise CyclicReference(f"cyclic prototype: {display_path(cd)} extends {prototype.path_text()!r}, "
+                                      "which contains it", at=prototype.location or cd.location,
+                                      hint="a component cannot extend a prototype that contains it")
+            self._resolve_types(target)
+            self._subtype(cd, target, copy=True)
+
+    def _subtype(self, cd: ComponentDescription, prototype: ComponentDescription, *, copy: bool) -> None:
+        merged = ComponentDescription(cd.parent, eager=cd.eager, location=cd.location)
+        for key, value in prototype.raw_items():
+            merged.set(key, copy_value(value, cd) if copy else value, tags=prototype.raw_tags(key),
+                       location=prototype.locations.get(key))
+        for key, value in cd.raw_items():
+            tags = cd.raw_tags(key)
+            if key in merged.raw_keys_set():
+                if "sfFinal" in merged.raw_tags(key):
+                    raise FinalAttributeOverridden(
+                        f"attribute {key!r} is tagged sfFinal and may not be overridden in {display_path(cd)}",
+                        at=cd.locations.get(key, cd.location),
+                        hint=f"remove the override of {key!r}, or the sfFinal tag in the prototype")
+                tags = merged.raw_tags(key) | tags
+            merged.set(key, value, tags=tags, location=cd.locations.get(key))
+        cd.adopt_attributes(merged)
+
+    def _type_walk(self, reference: Reference, cd: ComponentDescription) -> object:
+        # Prototype references may pass through components whose own prototypes are not merged yet.
+        self._type_mode = True
+        try:
+            return self.resolve(reference, cd)
+        finally:
+            self._type_mode = False
+
+    # ================================================================ place phase
+    def place_phase(self) -> None:
+        while True:
+            pending: list[tuple[ComponentDescription, PlacementSlot, str]] = []
+            progress = self._place_in(self.root, pending)
+            if not pending:
+                return
+            if not progress:
+                cd, slot, message = pending[0]
+                others = f" (and {len(pending) - 1} more)" if len(pending) > 1 else ""
+                raise PlacementError(f"cannot place {':'.join(slot.parts)!r}: {message}{others}",
+                                     at=slot.location or cd.location,
+                                     hint="the part before the last ':' must name an existing component "
+                                          "description of the component where the line is written")
+
+    def _place_in(self, cd: ComponentDescription, pending: list[tuple[ComponentDescription, PlacementSlot, str]]
+                  ) -> bool:
+        progress = False
+        for key in list(cd.raw_keys()):
+            if key not in cd.raw_keys_set():
+                continue
+            value = cd.raw_get(key)
+            if isinstance(key, PlacementSlot):
+                message = self._place(cd, key, value)
+                if message is None:
+                    progress = True
+                    if isinstance(value, ComponentDescription):
+                        self._place_in(value, pending)
+                else:
+                    pending.append((cd, key, message))
+            elif isinstance(value, ComponentDescription):
+                progress = self._place_in(value, pending) or progress
+        return progress
+
+    def _place(self, cd: ComponentDescription, slot: PlacementSlot, value: object) -> str | None:
+        from sd_actors.descriptions._model import RefPart
+
+        prefix = Reference(tuple(RefPart(HERE, p) for p in slot.parts[:-1]), location=slot.location)
+        try:
+            target = self.resolve(prefix, cd)
+        except (_Unresolved, _Lazy) as failure:
+            return failure.message if isinstance(failure, _Unresolved) else "it passes through a LAZY reference"
+        if not isinstance(target, ComponentDescription):
+            raise PlacementError(f"cannot place {':'.join(slot.parts)!r}: {prefix.path_text()} is a "
+                                 f"{value_kind(target)}, not a component description", at=slot.location,
+                                 hint="attributes can only be placed into component descriptions")
+        name = slot.parts[-1]
+        if name in target and "sfFinal" in target.tags(name):
+            raise FinalAttributeOverridden(f"attribute {name!r} is tagged sfFinal and may not be overridden by "
+                                           f"placement into {display_path(target)}", at=slot.location,
+                                           hint="remove the placement or the sfFinal tag")
+        if isinstance(value, ComponentDescription) and value.is_ancestor_of(target):
+            raise PlacementError(f"cannot place {':'.join(slot.parts)!r} inside itself", at=slot.location)
+        tags = cd.raw_tags(slot) | (target.tags(name) if name in target else frozenset())
+        cd.remove(slot)
+        target.set(name, value, tags=tags, location=slot.location)
+        return None
+
+    # ================================================================ function phase
+    def function_phase(self, cd: ComponentDescription | None = None) -> None:
+        node = self.root if cd is None else cd
+        for key in list(node.raw_keys()):
+            value = node.raw_get(key)
+            if isinstance(value, ComponentDescription):
+                self.function_phase(value)
+                constructor = value.raw_get("phase.function")
+                if constructor is not None:
+                    node.replace_value(key, self._construct(value, constructor, node, key))
+            elif isinstance(value, Apply):
+                self.function_phase(value.body)
+
+    def _construct(self, cd: ComponentDescription, constructor: object, parent: ComponentDescription,
+                   key: object) -> Apply:
+        kind = _names.CONSTRUCTORS.get(constructor) if isinstance(constructor, str) else None
+        if kind is None:
+            raise FunctionError(f"unknown phase.function {constructor!r} in {display_path(parent, key)}",
+                                at=cd.location, hint="use sd_actors.descriptions.ConstructFunction, "
+                                "ConstructSchema or ConstructAssertions")
+        body = ComponentDescription(parent, location=cd.location)
+        if kind == _names.CONSTRUCT_FUNCTION:
+            function = cd.raw_get("sfFunctionClass")
+            if not isinstance(function, str) or _names.canonical_function(function) is None:
+                raise FunctionError(f"{display_path(parent, key)}: sfFunctionClass {function!r} is not a function",
+                                    at=cd.location, hint="extend one of the function templates (sum, concat, …)")
+            body.set("sfFunctionClass", function)
+            for name, value in cd.raw_items():
+                if name not in ("phase.function", "sfFunctionClass"):
+                    body.set(name, value, location=cd.locations.get(name))
+            lazy = cd.raw_get("sfFunctionLazy") is True
+            return Apply("APPLY", body, lazy=lazy, location=cd.location)
+        if kind == _names.CONSTRUCT_ASSERTIONS:
+            body.set("sfFunctionClass", _names.function("CheckAssertions"))
+            for name, value in cd.raw_items():
+                if name != "phase.function":
+                    body.set(name, value, location=cd.locations.get(name))
+            return Apply("ASSERT", body, location=cd.location)
+        for name, value in cd.raw_items():
+            if name in ("phase.function", "sfAssertionPhase", "sfSchemaDescription"):
+                continue
+            if not isinstance(value, Apply) or value.kind != "APPLY":
+                raise FunctionError(
+                    f"schema element {name!r} of {display_path(parent, key)} must extend a schema entry "
+                    f"(Integer, String, Optional…), found {value_kind(value)}",
+                    at=cd.locations.get(name, cd.location), hint=f"write {name} extends String; or similar")
+            value.body.set("name", name)
+            body.set(name, value, location=cd.locations.get(name))
+        body.set("sfFunctionClass", _names.function("CheckAssertions"))
+        phase = cd.raw_get("sfAssertionPhase")
+        body.set("sfAssertionPhase", phase if isinstance(phase, str) else "dynamic")
+        return Apply("ASSERT", body, location=cd.location)
+
+    # ================================================================ user phases
+    def user_phase(self, name: str, cd: ComponentDescription | None = None) -> None:
+        node = self.root if cd is None else cd
+        for value in list(node.values_raw()):
+            if isinstance(value, ComponentDescription):
+                self.user_phase(name, value)
+        for key in list(node.raw_keys()):
+            if isinstance(key, str) and key.startswith(f"phase.{name}"):
+                target = node.raw_get(key)
+                action = _load_phase_action(target, key, node)
+                try:
+                    action(node)
+                except DescriptionError:
+                    raise
+                except Exception as error:  # a user's phase action may fail in any way
+                    raise UserPhaseError(f"{key} ({target}) failed on {display_path(node)}: {error}",
+                                         at=node.locations.get(key, node.location)) from error
+
+    # ================================================================ link phase
+    def link_phase(self, config: ComponentDescription) -> None:
+        self._link(config)
+        if self.errors:
+            first = self.errors[0]
+            if len(self.errors) > 1:
+                rest = "; ".join(e.message for e in self.errors[1:6])
+                more = f" (and {len(self.errors) - 6} more)" if len(self.errors) > 6 else ""
+                raise type(first)(f"{first.message}; also: {rest}{more}", at=first.location,
+                                  source_line=first.source_line, hint=first.hint)
+            raise first
+
+    def _link(self, cd: ComponentDescription) -> None:
+        if cd.state == _DONE + 1:
+            return
+        if id(cd) in self._link_live:
+            raise CyclicReference(f"cyclic reference: {display_path(cd)} would contain itself",
+                                  at=cd.location, hint="a link to a component that contains the link makes an "
+                                  "infinite tree; use LAZY to point at the running component instead")
+        self._link_live.add(id(cd))
+        try:
+            assertions: list[str] = []
+            for key in list(cd.raw_keys()):
+                if not isinstance(key, str) or key not in cd.raw_keys_set():
+                    continue
+                value = cd.raw_get(key)
+                if isinstance(value, ComponentDescription):
+                    self._link(value)
+                elif isinstance(value, Apply) and value.kind == "ASSERT" and not value.lazy:
+                    assertions.append(key)
+                elif isinstance(value, Reference | Apply) or value is TBD:
+                    self._link_attribute(cd, key, value)
+            for key in assertions:
+                self._link_attribute(cd, key, cd.raw_get(key))
+        finally:
+            self._link_live.discard(id(cd))
+        cd.state = _DONE + 1
+
+    def _link_attribute(self, cd: ComponentDescription, key: str, value: object) -> None:
+        try:
+            result = self.value_of(cd, key)
+        except _Lazy:
+            if isinstance(value, Reference):
+                cd.replace_value(key, value.with_flags(lazy=True))
+            elif isinstance(value, Apply):
+                value.lazy = True
+            return
+        except _Unresolved as failure:
+            self.errors.append(failure.error(failure.message, at=failure.at or _location_of(cd, key),
+                                             hint=failure.hint))
+            return
+        except RecursionError:
+            raise CyclicReference(f"{display_path(cd, key)}: links are chained too deeply",
+                                  at=_location_of(cd, key), hint="shorten the chain of links") from None
+        if isinstance(result, ComponentDescription):
+            self._check_containment(cd, key, result)
+            if result.parent is None:
+                result.parent = cd
+            cd.replace_value_shared(key, result)
+            self._link(result)
+        elif isinstance(result, list):
+            cd.replace_value(key, [copy_value(item, cd) for item in result])
+        else:
+            cd.replace_value(key, result)
+
+    def _check_containment(self, cd: ComponentDescription, key: str, target: ComponentDescription) -> None:
+        if target.is_ancestor_of(cd):
+            raise CyclicReference(f"cyclic reference: {display_path(cd, key)} links to {display_path(target)}, "
+                                  "which contains it", at=_location_of(cd, key),
+                                  hint="use LAZY to refer to the running component instead of copying it")
+
+    # ================================================================ TBDs left in sfConfig
+    def check_no_tbd(self, cd: ComponentDescription) -> None:
+        for key, value in cd.raw_items():
+            if value is TBD:
+                self.errors.append(UnresolvedTBD(f"{display_path(cd, key)} is still TBD (to be defined)",
+                                                 at=_location_of(cd, key), hint=_tbd_hint(cd, key)))
+
+
+_MISSING: Final = object()
+_LAZY_VALUE: Final = object()
+
+
+def _class_names(classes: object) -> list[str]:
+    names = classes if isinstance(classes, list) else [classes]
+    result: list[str] = []
+    for name in names:
+        if isinstance(name, str):
+            result.append(_names.JAVA_VALUE_CLASSES.get(name, name))
+    return result
+
+
+def _short(value: object) -> str:
+    from sd_actors.descriptions._printer import format_value
+
+    text = format_value(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _tbd_hint(cd: ComponentDescription, key: object) -> str:
+    names = cd.path()
+    if names and names[0] == "sfConfig":
+        names = names[1:]
+    path = ":".join([*names, str(key)])
+    return f"give it a value in the description, or with --set {path}=VALUE"
+
+
+def _visible_names(cd: ComponentDescription) -> Iterator[str]:
+    node: ComponentDescription | None = cd
+    while node is not None:
+        yield from node.keys()
+        node = node.parent
+
+
+def _load_phase_action(target: object, key: str, cd: ComponentDescription) -> Callable[[ComponentDescription], None]:
+    if not isinstance(target, str) or not target:
+        raise UserPhaseError(f"{key} must name a Python callable as 'package.module:function'",
+                             at=cd.locations.get(key, cd.location))
+    module_name, _, attribute = target.partition(":")
+    if not attribute:
+        module_name, _, attribute = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+        action = getattr(module, attribute)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise UserPhaseError(f"{key}: cannot load {target!r}: {error}", at=cd.locations.get(key, cd.location),
+                             hint="user phases are Python callables taking the component description, named "
+                                  "'package.module:function'") from None
+    if not callable(action):
+        raise UserPhaseError(f"{key}: {target!r} is not callable", at=cd.locations.get(key, cd.location))
+    return action  # type: ignore[no-any-return]
+
+
+@contextmanager
+def phase_errors(phase: str) -> Iterator[None]:
+    """Tag every DescriptionError raised inside with the phase it happened in."""
+    try:
+        yield
+    except DescriptionError as error:
+        if error.phase == "raw" or phase in ("type", "place", "function", "sfConfig"):
+            error.phase = phase
+        raise
+
+
+def select_sfconfig(root: ComponentDescription) -> ComponentDescription:
+    if "sfConfig" not in root:
+        raise SfConfigError("the description has no sfConfig", at=root.location,
+                            hint="sfConfig is the component to deploy: add 'sfConfig extends Compound { … }'")
+    config = root["sfConfig"]
+    if not isinstance(config, ComponentDescription):
+        raise SfConfigError(f"sfConfig must be a component description, found {value_kind(config)}",
+                            at=root.locations.get("sfConfig", root.location),
+                            hint="write 'sfConfig extends { … }'")
+    return config
+
+
+def finish(cd: ComponentDescription, parent: ComponentDescription | None, live: set[int] | None = None
+           ) -> ComponentDescription:
+    """SmartFrog's sfAsComponentDescription: drop sfTemp and checked assertions, unshare copies."""
+    live = set() if live is None else live
+    if id(cd) in live:
+        raise CyclicReference(f"cyclic reference: {display_path(cd)} contains itself through links",
+                              at=cd.location, hint="use LAZY to refer to a component instead of copying it")
+    live.add(id(cd))
+    result = ComponentDescription(parent, eager=cd.eager, location=cd.location)
+    for key, value in cd.raw_items():
+        if not isinstance(key, str) or value is _CHECKED or "sfTemp" in cd.raw_tags(key):
+            continue
+        result.set(key, _finish_value(value, result, live), tags=cd.raw_tags(key), location=cd.locations.get(key))
+    live.discard(id(cd))
+    return result
+
+
+def _finish_value(value: object, parent: ComponentDescription, live: set[int]) -> object:
+    if isinstance(value, ComponentDescription):
+        return finish(value, parent, live)
+    if isinstance(value, Apply):
+        return Apply(value.kind, finish(value.body, parent, live), lazy=value.lazy, location=value.location)
+    if isinstance(value, list):
+        return [_finish_value(item, parent, live) for item in value]
+    return value
