@@ -380,7 +380,7 @@ def java_float_text(value: float, *, single: bool) -> str:
 
 def _shortest(value: float, single: bool) -> str:
     if not single:
-        return repr(value)
+        return repr(float(value))
     for precision in range(1, 10):
         text = f"{value:.{precision}g}"
         if _to_float32(float(text)) == _to_float32(value):
