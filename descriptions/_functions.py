@@ -35,7 +35,7 @@ class FunctionFailed(Exception):
 class EvaluationContext(Protocol):
     """What functions may ask of the resolver that evaluates them."""
 
-    def next_counter(self) -> int: ...
+    def next_counter(self, base: int | None) -> int: ...
 
     def resolve_reference_at(self, reference: Reference, where: ComponentDescription) -> object: ...
 
@@ -261,9 +261,8 @@ def _system(body: ComponentDescription, args: list[object], ctx: EvaluationConte
 
 
 def _next(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
-    base = body.get("base", 0)
-    count = ctx.next_counter()
-    return base + count if isinstance(base, int) and not isinstance(base, bool) else count
+    base = body.get("base")
+    return ctx.next_counter(base if isinstance(base, int) and not isinstance(base, bool) else None)
 
 
 def _random(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:

@@ -513,9 +513,9 @@ class _Parser:
         cases = 0
         while self.at("IF"):
             self.next()
-            cd.set(self.context.unique_name(), self.parse_simple_value(cd))
+            cd.set(f"sfCaseIf{cases}", self.parse_simple_value(cd))
             self.expect("THEN", "THEN in a SWITCH case")
-            cd.set(self.context.unique_name(), self.parse_simple_value(cd))
+            cd.set(f"sfCaseThen{cases}", self.parse_simple_value(cd))
             cases += 1
         if cases == 0:
             raise self.unexpected(self.peek(), "IF … THEN … in SWITCH")

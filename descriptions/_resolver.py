@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
 import importlib
 import os
+import platform
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Final
 
 from sd_actors.descriptions import _names
@@ -206,6 +210,9 @@ class Resolver:
         part = reference.parts[index]
         name = part.name or ""
         if part.kind in (PROPERTY, IPROPERTY):
+            if name not in self.properties and name in STANDARD_PROPERTIES:
+                return STANDARD_PROPERTIES[name]() if part.kind == PROPERTY else \
+                    self._integer_of(STANDARD_PROPERTIES[name](), f"property {name!r}")
             if name not in self.properties:
                 raise _Unresolved(f"property {name!r} is not set", f"pass -D {name}=VALUE",
                                   error=PropertyMissing)
@@ -220,8 +227,12 @@ class Resolver:
             return text if part.kind == ENVPROPERTY else self._integer_of(text, f"environment variable {name!r}")
         if part.kind == CONSTANT:
             if name not in CONSTANTS:
+                python_constant = _python_constant(name)
+                if python_constant is not _MISSING:
+                    return python_constant
                 raise _Unresolved(f"unknown CONSTANT {name!r}",
-                                  close_match_hint(name, CONSTANTS, otherwise="known constants: "
+                                  close_match_hint(name, CONSTANTS, otherwise="CONSTANT names a constant of an "
+                                                   "importable Python module (\"os.sep\") or one of: "
                                                    + ", ".join(sorted(CONSTANTS))))
             return CONSTANTS[name]
         if part.kind in (HOST, PROCESS):
@@ -296,6 +307,8 @@ class Resolver:
                 raw = body.raw_get(key)
                 if isinstance(raw, Reference):
                     body.replace_value(key, raw.with_flags(lazy=True))
+                elif isinstance(raw, Apply):
+                    raw.lazy = True
                 continue
             if isinstance(value, ComponentDescription) and body.raw_get(key) is not value:
                 self._check_containment(body, key, value)
@@ -318,8 +331,9 @@ class Resolver:
             raise _Unresolved(f"{short}: {failure}", failure.hint, error=FunctionError, at=apply.location) from None
 
     # -- EvaluationContext for functions -----------------------------------------------------------
-    def next_counter(self) -> int:
-        self._next += 1
+    def next_counter(self, base: int | None) -> int:
+        # As SmartFrog's Next: jump to base when it is ahead, else count up by one.
+        self._next = base if base is not None and base > self._next else self._next + 1
         return self._next
 
     def resolve_reference_at(self, reference: Reference, where: ComponentDescription) -> object:
@@ -384,15 +398,22 @@ class Resolver:
 
     def _check_schema_element(self, holder: ComponentDescription, element: Apply) -> str | None:
         body = element.body
-        name = body.get("name")
+        settings: dict[str, object] = {}
+        for setting in ("name", "optional", "binding", "class", "description"):
+            if setting in body:
+                try:
+                    settings[setting] = self.value_of(body, setting)
+                except (_Unresolved, _Lazy):
+                    return f"schema element {body.get('name')!r}: {setting} cannot be resolved"
+        name = settings.get("name")
         if not isinstance(name, str):
             return "schema element without a name"
-        description = body.get("description")
+        description = settings.get("description")
         label = f"{name!r}" + (f" ({description})" if isinstance(description, str) and description else "")
-        binding = body.get("binding", "anyBinding")
+        binding = settings.get("binding", "anyBinding")
         if binding not in ("anyBinding", "eager", "lazy"):
             return f"schema: binding of {label} must be \"eager\", \"lazy\" or \"anyBinding\", not {binding!r}"
-        classes = body.get("class", "anyClass")
+        classes = settings.get("class", "anyClass")
         try:
             value: object = self.value_of(holder, name) if name in holder else _MISSING
         except _Lazy:
@@ -400,7 +421,7 @@ class Resolver:
         except _Unresolved:
             value = _MISSING
         if value is _MISSING:
-            return None if body.get("optional") is True else f"schema: required attribute {label} is missing"
+            return None if settings.get("optional") is True else f"schema: required attribute {label} is missing"
         allowed = _class_names(classes)
         if value is _LAZY_VALUE or (isinstance(value, Reference) and value.data):
             if binding == "eager" and "anyClass" not in allowed:
@@ -569,8 +590,8 @@ class Resolver:
         body = ComponentDescription(parent, location=cd.location)
         if kind == _names.CONSTRUCT_FUNCTION:
             function = cd.raw_get("sfFunctionClass")
-            if not isinstance(function, str) or _names.canonical_function(function) is None:
-                raise FunctionError(f"{display_path(parent, key)}: sfFunctionClass {function!r} is not a function",
+            if function is None:
+                raise FunctionError(f"{display_path(parent, key)}: a function needs sfFunctionClass",
                                     at=cd.location, hint="extend one of the function templates (sum, concat, …)")
             body.set("sfFunctionClass", function)
             for name, value in cd.raw_items():
@@ -697,6 +718,35 @@ class Resolver:
 
 
 _MISSING: Final = object()
+
+# Properties every SmartFrog JVM had, read from the machine when -D does not set them.
+STANDARD_PROPERTIES: Final[Mapping[str, Callable[[], str]]] = {
+    "user.name": lambda: getpass.getuser(),
+    "user.home": lambda: str(Path.home()),
+    "user.dir": lambda: os.getcwd(),
+    "os.name": lambda: platform.system(),
+    "os.arch": lambda: platform.machine(),
+    "os.version": lambda: platform.release(),
+    "file.separator": lambda: os.sep,
+    "path.separator": lambda: os.pathsep,
+    "line.separator": lambda: os.linesep,
+    "java.io.tmpdir": lambda: tempfile.gettempdir(),
+}
+
+
+def _python_constant(name: str) -> object:
+    """``CONSTANT "package.module.NAME"``: a module-level constant of an importable Python module."""
+    module_name, _, attribute = name.rpartition(".")
+    if not module_name or not attribute:
+        return _MISSING
+    try:
+        module = importlib.import_module(module_name)
+    except (ImportError, ValueError):
+        return _MISSING
+    value = getattr(module, attribute, _MISSING)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return _MISSING
 _LAZY_VALUE: Final = object()
 
 

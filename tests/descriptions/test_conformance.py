@@ -28,12 +28,29 @@ CONFORMANCE = Path(os.environ.get("SD_ACTORS_CONFORMANCE", REPOSITORY.parent / "
 
 # Deliberate deviations from the reference parser, case by case, with the reason (also listed in
 # descriptions/README.md). A deviating case is still run: it must give sd-actors' documented answer.
-DEVIATIONS: dict[str, str] = {
-    "micro/m01_basic_values.sf": "a decimal without suffix (1.5) is read as 1.5; SmartFrog chops it to 1.0",
-    "micro/m01b_float_exponent.sf": "2e3 is read as 2000.0; SmartFrog chops the 3 and fails",
-    "micro/m01c_float_leading_dot.sf": ".5 is read as 0.5; SmartFrog chops the 5 and fails",
-    "micro/m01d_float_forms.sf": "0.25 is read as 0.25; SmartFrog chops it to 0.2",
-    "micro/m07_operators.sf": '("" ++ 1.5) gives "1.5"; SmartFrog reads 1.5 as 1.0 and gives "1.0"',
+# Each deviation says what sd-actors does instead: "accepts" (resolves where SmartFrog failed),
+# "rejects" (raises a DescriptionError where SmartFrog resolved) or "differs" (resolves to another tree).
+_INCLUDE_BESIDE = ("sd-actors looks for an #include beside the including file first (then -I folders, then "
+                   "its library); SmartFrog looked only on its class path and did not find the file")
+DEVIATIONS: dict[str, tuple[str, str]] = {
+    "micro/m01_basic_values.sf": ("differs", "a decimal without suffix (1.5) is read as 1.5; SmartFrog chops it to 1.0"),
+    "micro/m01b_float_exponent.sf": ("accepts", "2e3 is read as 2000.0; SmartFrog chops the 3 and fails"),
+    "micro/m01c_float_leading_dot.sf": ("accepts", ".5 is read as 0.5; SmartFrog chops the 5 and fails"),
+    "micro/m01d_float_forms.sf": ("differs", "0.25 is read as 0.25; SmartFrog chops it to 0.2"),
+    "micro/m07_operators.sf": ("differs", '("" ++ 1.5) gives "1.5"; SmartFrog reads 1.5 as 1.0 and gives "1.0"'),
+    "herry/test/herry3.sf": ("accepts", _INCLUDE_BESIDE),
+    "hp/org/smartfrog/test/system/compiler/tcp41.sf": ("accepts", _INCLUDE_BESIDE),
+    "hp/org/smartfrog/test/system/compiler/test1.sf": ("accepts", _INCLUDE_BESIDE),
+    "hp/org/smartfrog/test/system/assertions/testcompounds/testFailureWrongMessageNested.sf": (
+        "rejects", "CONSTANT names a static field of SmartFrog's Java test classes "
+        "(TestCompoundImpl.TERMINATION_MESSAGE_MISMATCH); sd-actors has no Java classes and says so"),
+}
+
+
+# Values that differ from run to run (random numbers, today's date): compared by kind only.
+NONDETERMINISTIC: dict[str, set[str]] = {
+    "hp/org/smartfrog/test/system/functions/tcp15.sf": {"sfConfig:throw1", "sfConfig:throw2"},
+    "hp/org/smartfrog/test/system/functions/tcp17.sf": {"sfConfig:today"},
 }
 
 
@@ -71,19 +88,23 @@ def test_case_resolves_as_the_reference_parser_resolved_it(relative: str, path: 
     deviation = DEVIATIONS.get(relative)
     dirs = _include_dirs(relative, path)
 
-    if expected_err.exists() and not expected_out.exists():
-        if deviation is not None:
-            parse_file(path, include_dirs=dirs)  # sd-actors accepts it: see DEVIATIONS
-            return
+    outcome = deviation[0] if deviation else None
+    if outcome == "accepts":
+        parse_file(path, include_dirs=dirs)
+        return
+    if outcome == "rejects" or (expected_err.exists() and not expected_out.exists()):
         with pytest.raises(DescriptionError):
             parse_file(path, include_dirs=dirs)
         return
 
     actual = parse_file(path, include_dirs=dirs)
-    expected = parse_string("sfConfig extends {\n" + expected_out.read_text() + "\n}\n",
+    # The reference printer writes CONSTANT names unquoted, even "" and "...": quote them to re-read.
+    printed = re.sub(r"CONSTANT (\.*);", r'CONSTANT "\1";', expected_out.read_text())
+    expected = parse_string("sfConfig extends {\n" + printed + "\n}\n",
                             filename=str(expected_out), include_dirs=dirs)
-    differences = list(_differences(expected, actual, "sfConfig"))
-    if deviation is not None:
+    loose = NONDETERMINISTIC.get(relative, set())
+    differences = [d for d in _differences(expected, actual, "sfConfig") if d.split(": ")[0] not in loose]
+    if outcome == "differs":
         assert differences, f"{relative} is listed as a deviation but now matches: remove it from DEVIATIONS"
         return
     assert not differences, "\n".join(differences[:10])
@@ -127,4 +148,7 @@ def _differences(expected: object, actual: object, where: str):  # type: ignore[
             yield f"{where}: {actual}, expected {expected}"
         return
     if value_kind(expected) != value_kind(actual) or expected != actual:
+        if value_kind(expected) == value_kind(actual):
+            yield f"{where}: {actual!r}, expected {expected!r}"
+            return
         yield f"{where}: {value_kind(actual)} {actual!r}, expected {value_kind(expected)} {expected!r}"
