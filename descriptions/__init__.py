@@ -28,8 +28,8 @@ from sd_actors.descriptions._model import (
     ComponentDescription,
     Double,
     Long,
-    RefPart,
     Reference,
+    RefPart,
     value_kind,
     values_equal,
 )

@@ -47,6 +47,9 @@ Function = Callable[[ComponentDescription, list[object], EvaluationContext], obj
 _RANK: Final = {"Integer": 0, "Long": 1, "Float": 2, "Double": 3}
 
 
+Number = int | float
+
+
 def _number_kind(value: object, function: str) -> str:
     kind = value_kind(value)
     if kind not in _RANK:
@@ -55,7 +58,7 @@ def _number_kind(value: object, function: str) -> str:
     return kind
 
 
-def _as_kind(value: float | int, kind: str) -> object:
+def _as_kind(value: Number, kind: str) -> Number:
     if kind == "Integer":
         return _wrap(int(value), 32)
     if kind == "Long":
@@ -79,28 +82,36 @@ def _to_float32(value: float) -> float:
         return math.copysign(math.inf, value)
 
 
-def _numeric(function: str, args: list[object]) -> tuple[str, list[float | int]]:
+def _numbers(function: str, args: list[object]) -> tuple[str, list[Number]]:
+    """The arguments as numbers, and the kind Java's promotion gives their result."""
     if not args:
         raise FunctionFailed(f"{function} needs at least one argument")
     kinds = [_number_kind(a, function) for a in args]
-    kind = max(kinds, key=_RANK.__getitem__)
-    return kind, [a for a in args]  # type: ignore[misc]
+    numbers = [a for a in args if isinstance(a, int | float)]
+    return max(kinds, key=_RANK.__getitem__), numbers
 
 
 def _sum(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
-    kind, numbers = _numeric("sum", args)
-    total: float | int = 0
+    kind, numbers = _numbers("sum", args)
+    total: Number = 0
     for n in numbers:
-        total = _as_kind(total + n, kind)  # type: ignore[assignment,operator]
+        total = _as_kind(total + n, kind)
     return _as_kind(total, kind)
 
 
 def _product(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
-    kind, numbers = _numeric("product", args)
-    total: float | int = 1
+    kind, numbers = _numbers("product", args)
+    total: Number = 1
     for n in numbers:
-        total = _as_kind(total * n, kind)  # type: ignore[assignment,operator]
+        total = _as_kind(total * n, kind)
     return _as_kind(total, kind)
+
+
+def _operands(body: ComponentDescription, function: str) -> tuple[str, Number, Number]:
+    if "left" not in body or "right" not in body:
+        raise FunctionFailed(f"{function} needs the attributes 'left' and 'right'")
+    kind, (left, right) = _numbers(function, [body["left"], body["right"]])
+    return kind, left, right
 
 
 def _binary(body: ComponentDescription) -> tuple[object, object]:
@@ -110,46 +121,42 @@ def _binary(body: ComponentDescription) -> tuple[object, object]:
 
 
 def _minus(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
-    left, right = _binary(body)
-    kind, _ = _numeric("minus", [left, right])
-    return _as_kind(left - right, kind)  # type: ignore[operator]
+    kind, left, right = _operands(body, "minus")
+    return _as_kind(left - right, kind)
 
 
 def _divide(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
-    left, right = _binary(body)
-    kind, _ = _numeric("divide", [left, right])
+    kind, left, right = _operands(body, "divide")
     if kind in ("Integer", "Long"):
         if right == 0:
             raise FunctionFailed("division by zero", "the divisor of an integer division must not be 0")
-        quotient = abs(left) // abs(right)  # type: ignore[arg-type,operator]
-        return _as_kind(quotient if (left < 0) == (right < 0) else -quotient, kind)  # type: ignore[operator]
+        quotient = abs(int(left)) // abs(int(right))
+        return _as_kind(quotient if (left < 0) == (right < 0) else -quotient, kind)
     if right == 0:
-        return _as_kind(math.nan if left == 0 else math.copysign(math.inf, left) * math.copysign(1, right), kind)  # type: ignore[arg-type]
-    return _as_kind(left / right, kind)  # type: ignore[operator]
+        return _as_kind(math.nan if left == 0 else math.copysign(math.inf, left) * math.copysign(1, right), kind)
+    return _as_kind(left / right, kind)
 
 
 def _mod(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
-    left, right = _binary(body)
-    kind, _ = _numeric("mod", [left, right])
+    kind, left, right = _operands(body, "mod")
     if kind in ("Integer", "Long"):
         if right == 0:
             raise FunctionFailed("modulo by zero", "the divisor of % must not be 0")
-        remainder = abs(left) % abs(right)  # type: ignore[arg-type,operator]
-        return _as_kind(remainder if left >= 0 else -remainder, kind)  # type: ignore[operator]
-    return _as_kind(math.fmod(left, right) if right != 0 else math.nan, kind)  # type: ignore[arg-type]
+        remainder = abs(int(left)) % abs(int(right))
+        return _as_kind(remainder if left >= 0 else -remainder, kind)
+    return _as_kind(math.fmod(left, right) if right != 0 else math.nan, kind)
 
 
 def _compare(name: str, test: Callable[[int], bool]) -> Function:
     def compare(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
         left, right = _binary(body)
+        if isinstance(left, str) and isinstance(right, str):
+            return test((left > right) - (left < right))
         lk, rk = value_kind(left), value_kind(right)
-        if lk in _RANK and rk in _RANK:
-            order = (left > right) - (left < right)  # type: ignore[operator]
-        elif lk == rk == "String":
-            order = (left > right) - (left < right)  # type: ignore[operator]
-        else:
+        if lk not in _RANK or rk not in _RANK:
             raise FunctionFailed(f"{name} compares numbers or strings, got {lk} and {rk}")
-        return test(order)
+        _, (a, b) = _numbers(name, [left, right])
+        return test((a > b) - (a < b))
 
     return compare
 
@@ -370,11 +377,8 @@ def java_float_text(value: float, *, single: bool) -> str:
         if "." not in text:
             text += ".0"
         return _trim(text)
-    mantissa, exponent = f"{float(digits):e}".split("e")
-    significant = repr(float(digits)).lower().split("e")[0] if "e" in repr(float(digits)).lower() else None
-    del significant
-    mantissa = _trim(str(float(digits) / 10 ** int(exponent)) if False else _mantissa(digits))
-    return f"{mantissa}E{int(exponent)}"
+    exponent = int(f"{float(digits):e}".split("e")[1])
+    return f"{_trim(_mantissa(digits))}E{exponent}"
 
 
 def _shortest(value: float, single: bool) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from sd_actors.descriptions._errors import DescriptionSyntaxError, SourceLocation
+from sd_actors.descriptions._errors import DescriptionError, DescriptionSyntaxError, SourceLocation
 from sd_actors.descriptions._model import Double, Long
 
 KEYWORDS: Final = frozenset(
@@ -78,8 +78,8 @@ class SourceText:
         end = self.text.find("\n", start)
         return self.text[start : end if end >= 0 else len(self.text)]
 
-    def error(self, error: type[DescriptionSyntaxError], message: str, offset: int, hint: str | None = None
-              ) -> DescriptionSyntaxError:
+    def error(self, error: type[DescriptionError], message: str, offset: int, hint: str | None = None
+              ) -> DescriptionError:
         at = self.location(offset)
         return error(message, at=at, source_line=self.line_text(at.line), hint=hint)
 
@@ -122,7 +122,7 @@ def tokenize(source: SourceText) -> list[Token]:
     return tokens
 
 
-def _bad_character(source: SourceText, pos: int) -> DescriptionSyntaxError:
+def _bad_character(source: SourceText, pos: int) -> DescriptionError:
     char = source.text[pos]
     if char == '"':
         return source.error(DescriptionSyntaxError, "string is not closed on this line", pos,

@@ -30,8 +30,8 @@ from sd_actors.descriptions._model import (
     Apply,
     ComponentDescription,
     PlacementSlot,
-    RefPart,
     Reference,
+    RefPart,
 )
 
 MAX_NESTING: Final = 100
@@ -154,7 +154,7 @@ class _Parser:
     def location(self, token: Token) -> SourceLocation:
         return self.source.location(token.offset)
 
-    def unexpected(self, token: Token, expected: str, hint: str | None = None) -> DescriptionSyntaxError:
+    def unexpected(self, token: Token, expected: str, hint: str | None = None) -> DescriptionError:
         found = "end of file" if token.kind == "eof" else repr(token.text)
         if hint is None and token.kind == "number" and token.text.startswith("-"):
             hint = f"write '- {token.text[1:]}' with a space: '{token.text}' reads as one negative number"

@@ -16,8 +16,8 @@ from sd_actors.descriptions._model import (
     ComponentDescription,
     Double,
     Long,
-    RefPart,
     Reference,
+    RefPart,
 )
 
 _WORD_RE: Final = re.compile(

@@ -99,8 +99,8 @@ class _StaticAssertion:
 _CHECKED: Final = _StaticAssertion()
 
 
-def _location_of(cd: ComponentDescription, key: object) -> SourceLocation | None:
-    return cd.locations.get(key, cd.location)  # type: ignore[call-overload]
+def _location_of(cd: ComponentDescription, key: str) -> SourceLocation | None:
+    return cd.locations.get(key, cd.location)
 
 
 def display_path(cd: ComponentDescription, key: object | None = None) -> str:
@@ -708,13 +708,6 @@ class Resolver:
             raise CyclicReference(f"cyclic reference: {display_path(cd, key)} links to {display_path(target)}, "
                                   "which contains it", at=_location_of(cd, key),
                                   hint="use LAZY to refer to the running component instead of copying it")
-
-    # ================================================================ TBDs left in sfConfig
-    def check_no_tbd(self, cd: ComponentDescription) -> None:
-        for key, value in cd.raw_items():
-            if value is TBD:
-                self.errors.append(UnresolvedTBD(f"{display_path(cd, key)} is still TBD (to be defined)",
-                                                 at=_location_of(cd, key), hint=_tbd_hint(cd, key)))
 
 
 _MISSING: Final = object()

@@ -33,7 +33,7 @@ CONFORMANCE = Path(os.environ.get("SD_ACTORS_CONFORMANCE", REPOSITORY.parent / "
 _INCLUDE_BESIDE = ("sd-actors looks for an #include beside the including file first (then -I folders, then "
                    "its library); SmartFrog looked only on its class path and did not find the file")
 DEVIATIONS: dict[str, tuple[str, str]] = {
-    "micro/m01_basic_values.sf": ("differs", "a decimal without suffix (1.5) is read as 1.5; SmartFrog chops it to 1.0"),
+    "micro/m01_basic_values.sf": ("differs", "a decimal without suffix (1.5) is read as 1.5; SmartFrog gives 1.0"),
     "micro/m01b_float_exponent.sf": ("accepts", "2e3 is read as 2000.0; SmartFrog chops the 3 and fails"),
     "micro/m01c_float_leading_dot.sf": ("accepts", ".5 is read as 0.5; SmartFrog chops the 5 and fails"),
     "micro/m01d_float_forms.sf": ("differs", "0.25 is read as 0.25; SmartFrog chops it to 0.2"),
@@ -42,8 +42,12 @@ DEVIATIONS: dict[str, tuple[str, str]] = {
     "hp/org/smartfrog/test/system/compiler/tcp41.sf": ("accepts", _INCLUDE_BESIDE),
     "hp/org/smartfrog/test/system/compiler/test1.sf": ("accepts", _INCLUDE_BESIDE),
     "hp/org/smartfrog/test/system/assertions/testcompounds/testFailureWrongMessageNested.sf": (
-        "rejects", "CONSTANT names a static field of SmartFrog's Java test classes "
-        "(TestCompoundImpl.TERMINATION_MESSAGE_MISMATCH); sd-actors has no Java classes and says so"),
+        "rejects",
+        (
+            "CONSTANT names a static field of SmartFrog's Java test classes "
+            "(TestCompoundImpl.TERMINATION_MESSAGE_MISMATCH); sd-actors has no Java classes and says so"
+        ),
+    ),
 }
 
 
