@@ -173,26 +173,26 @@ class Resolver:
         return current
 
     def _attrib(self, reference: Reference, index: int, cd: ComponentDescription) -> object:
-        # ATTRIB retries the whole remaining path one level up on any failure (not on LAZY).
-        start = cd
+        # ATTRIB retries the whole remaining path one level up on any failure (not on LAZY);
+        # when every level fails, the closest failure is the one worth reporting.
+        name = reference.parts[index].name or ""
+        first_failure: _Unresolved | None = None
         node: ComponentDescription | None = cd
         while node is not None:
             try:
                 value = self._here(reference, index, node)
                 return self._walk(reference, index + 1, value)
             except _Unresolved as failure:
-                if node.parent is None:
-                    name = reference.parts[index].name or ""
-                    if name not in node and name not in start:
-                        known = _visible_names(start)
-                        raise _Unresolved(
-                            f"reference {reference.path_text()!r} not found: no attribute {name!r} here "
-                            "or in an enclosing component",
-                            close_match_hint(name, known, otherwise=f"define {name!r} or fix the spelling"),
-                        ) from None
-                    raise failure
+                if first_failure is None and name in node:
+                    first_failure = failure
                 node = node.parent
-        raise AssertionError("unreachable")
+        if first_failure is not None:
+            raise first_failure
+        raise _Unresolved(
+            f"reference {reference.path_text()!r} not found: no attribute {name!r} here or in an enclosing "
+            "component",
+            close_match_hint(name, _visible_names(cd), otherwise=f"define {name!r} or fix the spelling"),
+        )
 
     def _here(self, reference: Reference, index: int, cd: ComponentDescription) -> object:
         name = reference.parts[index].name or ""
@@ -277,7 +277,7 @@ class Resolver:
             return self._evaluate_at(cd, key, value)
         if value is TBD:
             raise _Unresolved(f"{display_path(cd, key)} is still TBD (to be defined)",
-                              _tbd_hint(cd, key), error=UnresolvedTBD)
+                              _tbd_hint(cd, key), error=UnresolvedTBD, at=_tbd_location(cd, key))
         return value
 
     def _evaluate_at(self, cd: ComponentDescription, key: str, apply: Apply) -> object:
@@ -414,6 +414,8 @@ class Resolver:
         if binding not in ("anyBinding", "eager", "lazy"):
             return f"schema: binding of {label} must be \"eager\", \"lazy\" or \"anyBinding\", not {binding!r}"
         classes = settings.get("class", "anyClass")
+        if holder.raw_get(name) is TBD:
+            return None  # reported as a TBD, with the fix, by the link phase
         try:
             value: object = self.value_of(holder, name) if name in holder else _MISSING
         except _Lazy:
@@ -757,6 +759,14 @@ def _short(value: object) -> str:
 
     text = format_value(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _tbd_location(cd: ComponentDescription, key: str) -> SourceLocation | None:
+    """Where to point for a TBD: the component that still needs the value, in the user's file."""
+    declared = cd.locations.get(key)
+    if cd.location is not None and (declared is None or declared.path != cd.location.path):
+        return cd.location
+    return declared or cd.location
 
 
 def _tbd_hint(cd: ComponentDescription, key: object) -> str:
