@@ -460,6 +460,7 @@ class Resolver:
     def _merge_prototypes(self, cd: ComponentDescription) -> None:
         prototypes = cd.prototypes or []
         cd.prototypes = None
+        inherited: set[object] = set()
         for prototype in reversed(prototypes):
             if isinstance(prototype, ComponentDescription):
                 self._subtype(cd, prototype, copy=False)
@@ -484,7 +485,16 @@ class Resolver:
                                       "which contains it", at=prototype.location or cd.location,
                                       hint="a component cannot extend a prototype that contains it")
             self._resolve_types(target)
+            inherited.update(target.raw_keys())
             self._subtype(cd, target, copy=True)
+        if inherited:
+            for key in cd.raw_keys():
+                if "sfOverride" in cd.raw_tags(key) and key not in inherited:
+                    raise TypeResolutionError(
+                        f"attribute {key!r} is tagged sfOverride but none of the prototypes of "
+                        f"{display_path(cd)} defines it", at=cd.locations.get(key, cd.location),
+                        hint=close_match_hint(str(key), [k for k in inherited if isinstance(k, str)],
+                                              otherwise="remove the sfOverride tag, or fix the name"))
 
     def _subtype(self, cd: ComponentDescription, prototype: ComponentDescription, *, copy: bool) -> None:
         merged = ComponentDescription(cd.parent, eager=cd.eager, location=cd.location)
