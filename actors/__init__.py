@@ -1,1 +1,47 @@
-"""The sd-actors runtime: component actors, lifecycle, supervision, System, daemon and CLI."""
+"""The sd-actors runtime: components as pykka actors with lifecycle, liveness and supervision.
+
+Embed it with :func:`open_system`; write component types by subclassing :class:`Component`.
+"""
+
+from sd_actors.actors._clock import Clock, FakeClock, RealClock
+from sd_actors.actors._component import Component, ComponentContext, Compound, Prim, Reaction
+from sd_actors.actors._errors import (
+    ComponentFailed,
+    DeploymentError,
+    LinkError,
+    UnexpectedMessage,
+    UnknownComponent,
+    UnknownComponentClass,
+)
+from sd_actors.actors._events import LifecycleEvent, State
+from sd_actors.actors._records import ABNORMAL, EXTERNAL_REFERENCE_DEAD, NORMAL, TerminationRecord
+from sd_actors.actors._runtime import ComponentRef
+from sd_actors.actors._system import ComponentSpec, System, SystemStatistics, open_system
+
+__all__ = [
+    "ABNORMAL",
+    "EXTERNAL_REFERENCE_DEAD",
+    "NORMAL",
+    "Clock",
+    "Component",
+    "ComponentContext",
+    "ComponentFailed",
+    "ComponentRef",
+    "ComponentSpec",
+    "Compound",
+    "DeploymentError",
+    "FakeClock",
+    "LifecycleEvent",
+    "LinkError",
+    "Prim",
+    "Reaction",
+    "RealClock",
+    "State",
+    "System",
+    "SystemStatistics",
+    "TerminationRecord",
+    "UnexpectedMessage",
+    "UnknownComponent",
+    "UnknownComponentClass",
+    "open_system",
+]

@@ -1,0 +1,628 @@
+"""The machinery under a System: component actors, their references, links and liveness."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from sd_actors.actors._component import (
+    Component,
+    ComponentContext,
+    Reaction,
+    component_failed,
+)
+from sd_actors.actors._errors import (
+    ComponentFailed,
+    DeploymentError,
+    LinkError,
+    UnexpectedMessage,
+    UnknownComponentClass,
+)
+from sd_actors.actors._events import EventBus, LifecycleEvent, State
+from sd_actors.actors._messages import (
+    ChildFailed,
+    ChildTerminated,
+    CreateComponent,
+    DeployComponent,
+    PingComponent,
+    RunInActor,
+    StartComponent,
+    TerminateComponent,
+)
+from sd_actors.actors._pool import PooledActor, WorkerPool
+from sd_actors.actors._records import TerminationRecord
+from sd_actors.descriptions import ComponentDescription, Reference, RefPart
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from sd_actors.actors._clock import Clock, Timer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LIVENESS_FACTOR = 2
+
+
+class ComponentRef:
+    """A handle on one component of a System: its place, state and last record, and its actor.
+
+    Safe to use from any thread. ``deploy()``, ``start()`` and ``call()`` block until the
+    component's actor has done the work.
+    """
+
+    def __init__(self, path: tuple[str, ...], description: ComponentDescription, parent: ComponentRef | None,
+                 runtime: Runtime) -> None:
+        self.path = path
+        self.description = description
+        self.parent = parent
+        self.children: list[ComponentRef] = []
+        self.state: State | None = None
+        self.record: TerminationRecord | None = None
+        self.component: Component | None = None
+        self.actor_ref: pykka.ActorRef[Any] | None = None
+        self.abandoned = False
+        self._runtime = runtime
+        sf_class = description.get("sfClass")
+        self.component_class = sf_class if isinstance(sf_class, str) else ""
+
+    @property
+    def name_text(self) -> str:
+        return ":".join(self.path) if self.path else "<process>"
+
+    @property
+    def name(self) -> str:
+        return self.path[-1] if self.path else ""
+
+    @property
+    def alive(self) -> bool:
+        return self.state is not None and not self.state.is_final and self.state is not State.TERMINATING
+
+    def __repr__(self) -> str:
+        return f"<ComponentRef {self.name_text} {self.state.value if self.state else 'new'}>"
+
+    # -- lifecycle steps, asked of the component's actor -----------------------------------------
+    def deploy(self) -> None:
+        self._ask(DeployComponent())
+
+    def start(self) -> None:
+        self._ask(StartComponent())
+
+    def call(self, function: Callable[[Component], Any], *, timeout: float | None = None) -> Any:
+        """Run ``function(component)`` in the component's actor thread and return its result."""
+        def run() -> Any:
+            if self.component is None:
+                raise DeploymentError(f"{self.name_text} has no running component")
+            return function(self.component)
+
+        return self._ask(RunInActor(run), timeout=timeout)
+
+    def terminate(self, record: TerminationRecord | None = None) -> None:
+        """Terminate this component (and its subtree); its parent is told, as in SmartFrog."""
+        self._runtime.terminate_component(self, record or TerminationRecord.normal("terminated on request", self.path),
+                                          notify_parent=True)
+
+    def _ask(self, message: object, timeout: float | None = None) -> Any:
+        if self.actor_ref is None:
+            raise DeploymentError(f"{self.name_text} has no actor")
+        try:
+            return self.actor_ref.ask(message, timeout=timeout)
+        except pykka.ActorDeadError:
+            raise ComponentFailed(self.record or TerminationRecord.abnormal(
+                "its actor is no longer running", self.path)) from None
+
+
+class ComponentActor(PooledActor):
+    """The pykka actor that runs one component, one message at a time, on the System's worker pool."""
+
+    def __init__(self, ref: ComponentRef, runtime: Runtime, component_type: type[Component] | None) -> None:
+        self.pool = runtime.pool
+        super().__init__()
+        self.ref = ref
+        self.runtime = runtime
+        self.component_type = component_type
+
+    def on_receive(self, message: object) -> object:
+        match message:
+            case CreateComponent():
+                self._create()
+            case DeployComponent():
+                self._step("deploy", State.DEPLOYED, State.CREATED)
+            case StartComponent():
+                self._step("start", State.STARTED, State.DEPLOYED)
+                self.runtime.liveness.watch(self.ref)
+            case TerminateComponent(record=record, notify_parent=notify_parent):
+                self._terminate(record, notify_parent=notify_parent)
+            case PingComponent():
+                self._ping()
+            case ChildTerminated(child=child, record=record):
+                self._child_terminated(child, record)
+            case ChildFailed(child=child, record=record):
+                if child.alive or child.state is State.TERMINATING:
+                    self.runtime.terminate_component(child, record, notify_parent=False)
+                self._child_terminated(child, record)
+            case RunInActor(function=function):
+                return function()
+            case _:
+                raise UnexpectedMessage(self, message)
+        return None
+
+    def _create(self) -> None:
+        ref = self.ref
+        try:
+            if self.component_type is None:
+                raise UnknownComponentClass(self.runtime.unknown_class_message(ref))
+            ref.component = self.component_type(ComponentContext(ref, self.runtime))
+            self.runtime.set_state(ref, State.CREATED)
+            if ref.component.has_children:
+                for name, value in ref.description.items():
+                    if isinstance(value, ComponentDescription) and value.eager:
+                        self.runtime.create_child(ref, name, value)
+        except Exception as error:
+            raise component_failed(error, ref.path, "create") from error
+
+    def _step(self, step: str, new_state: State, required: State) -> None:
+        ref = self.ref
+        if ref.state is not required:
+            raise ComponentFailed(TerminationRecord.abnormal(
+                f"cannot {step} in state {ref.state.value if ref.state else 'new'}", ref.path))
+        assert ref.component is not None
+        try:
+            getattr(ref.component, step)()
+        except Exception as error:
+            raise component_failed(error, ref.path, step) from error
+        if ref.state is not required:
+            return  # it terminated itself meanwhile
+        self.runtime.set_state(ref, new_state)
+        if ref.component.has_children:
+            for child in list(ref.children):
+                getattr(child, step)()
+
+    def _ping(self) -> None:
+        ref = self.ref
+        if not ref.alive or ref.component is None:
+            return
+        try:
+            ref.component.ping()
+        except Exception as error:  # noqa: BLE001 (any exception from ping() is the failure to report)
+            record = TerminationRecord.abnormal(f"liveness: ping failed: {error}", ref.path,
+                                                f"{type(error).__name__}: {error}")
+            self.runtime.report_failure(ref, record)
+
+    def _terminate(self, record: TerminationRecord, *, notify_parent: bool) -> None:
+        ref = self.ref
+        if ref.state is None or ref.state is State.TERMINATING or ref.state.is_final:
+            if ref.state is None:
+                self.runtime.finish(ref, record, notify_parent=False)
+                self.stop()
+            return
+        self.runtime.set_state(ref, State.TERMINATING)
+        if ref.children:
+            sequential = ref.description.get("sfSyncTerminate") is True
+            self.runtime.terminate_children(ref, list(reversed(ref.children)), record, sequential=sequential)
+        if ref.component is not None:
+            try:
+                ref.component.terminate(record)
+            except Exception:  # cleanup must go on; the record says why we got here
+                logger.exception("%s: terminate() raised", ref.name_text)
+        self.runtime.finish(ref, record, notify_parent=notify_parent)
+        self.stop()
+
+    def _child_terminated(self, child: ComponentRef, record: TerminationRecord) -> None:
+        ref = self.ref
+        if child in ref.children:
+            ref.children.remove(child)
+        if ref.path == ():
+            self.runtime.app_finished(child, record)
+            return
+        if not ref.alive:
+            return
+        reaction = self.runtime.decide(ref, child, record)
+        if reaction is Reaction.TERMINATE:
+            self._terminate(record, notify_parent=True)
+
+
+class _ProcessComponent(Component):
+    """The parent of every application in a System (SmartFrog's ProcessCompound)."""
+
+    has_children = True
+
+
+class LivenessMonitor:
+    """Pings started components every ``sfLivenessDelay`` seconds of the System's clock.
+
+    A component that has not answered ``sfLivenessFactor`` pings, or whose actor died, has failed;
+    its parent is told (ChildFailed). A ping that raises is reported by the component's own actor.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._timers: dict[int, Timer] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def watch(self, ref: ComponentRef) -> None:
+        delay = _seconds(ref_inherited(ref, "sfLivenessDelay", self._runtime.default_liveness_delay))
+        factor = ref_inherited(ref, "sfLivenessFactor", DEFAULT_LIVENESS_FACTOR)
+        if delay <= 0 or not isinstance(factor, int) or isinstance(factor, bool):
+            return
+        self._schedule(ref, delay, max(factor, 1), None, 0)
+
+    def _schedule(self, ref: ComponentRef, delay: float, factor: int, pending: pykka.Future[Any] | None,
+                  missed: int) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._timers[id(ref)] = self._runtime.clock.call_later(
+                delay, lambda: self._tick(ref, delay, factor, pending, missed))
+
+    def _tick(self, ref: ComponentRef, delay: float, factor: int, pending: pykka.Future[Any] | None,
+              missed: int) -> None:
+        with self._lock:
+            self._timers.pop(id(ref), None)
+        if ref.state is not State.STARTED or ref.abandoned:
+            return
+        actor = ref.actor_ref
+        if actor is None or not actor.is_alive():
+            self._runtime.report_failure(ref, TerminationRecord.abnormal(
+                "liveness: its actor died", ref.path, "the actor stopped without terminating"))
+            return
+        if pending is not None and not _done(pending):
+            missed += 1
+            if missed >= factor:
+                self._runtime.report_failure(ref, TerminationRecord.abnormal(
+                    f"liveness: no answer to {missed} pings in {missed * delay:g} s "
+                    f"(sfLivenessDelay {delay:g}, sfLivenessFactor {factor})", ref.path, "hung"))
+                return
+        else:
+            missed = 0
+            pending = actor.ask(PingComponent(), block=False)
+        self._schedule(ref, delay, factor, pending, missed)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            timers = list(self._timers.values())
+            self._timers.clear()
+        for timer in timers:
+            timer.cancel()
+
+
+def _done(future: pykka.Future[Any]) -> bool:
+    try:
+        future.get(timeout=0)
+    except pykka.Timeout:
+        return False
+    except Exception:  # noqa: BLE001 (the ping raised: its actor already reported the failure)
+        return True
+    return True
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)
+
+
+def ref_inherited(ref: ComponentRef, name: str, default: object) -> object:
+    node: ComponentRef | None = ref
+    while node is not None and node.path:
+        if name in node.description:
+            return node.description[name]
+        node = node.parent
+    return default
+
+
+class Runtime:
+    """Everything one System shares between its components. Never module state."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        plugin_manager: pluggy.PluginManager,
+        component_types: Mapping[str, type[Component]],
+        host: str,
+        process: str,
+        terminate_timeout: float,
+        default_liveness_delay: float,
+        properties: Mapping[str, str],
+    ) -> None:
+        self.clock = clock
+        self.pool = WorkerPool(name=f"sd-actors-{process}")
+        self.plugin_manager = plugin_manager
+        self.component_types = dict(component_types)
+        self.host = host
+        self.process = process
+        self.terminate_timeout = terminate_timeout
+        self.default_liveness_delay = default_liveness_delay
+        self.properties = dict(properties)
+        self.bus = EventBus()
+        self.liveness = LivenessMonitor(self)
+        self.changed = threading.Condition()
+        self.components: dict[tuple[str, ...], ComponentRef] = {}
+        self._by_description: dict[int, ComponentRef] = {}
+        self.apps: dict[str, ComponentRef] = {}
+        self.app_records: dict[str, TerminationRecord] = {}
+        self.actors: list[ComponentActor] = []
+        self.process_ref = ComponentRef((), ComponentDescription(), None, self)
+        self.process_ref.state = State.STARTED
+        process_actor = ComponentActor(self.process_ref, self, _ProcessComponent)
+        self.process_ref.component = _ProcessComponent(ComponentContext(self.process_ref, self))
+        self._start_actor(self.process_ref, process_actor)
+
+    # -- actors ------------------------------------------------------------------------------------
+    def _start_actor(self, ref: ComponentRef, actor: ComponentActor) -> None:
+        # Started without pykka's process-wide ActorRegistry: Systems must never see each other.
+        ref.actor_ref = actor.actor_ref
+        with self.changed:
+            self.actors.append(actor)
+        actor.start_on_pool()
+
+    def component_type(self, ref: ComponentRef) -> type[Component] | None:
+        return self.component_types.get(ref.component_class)
+
+    def unknown_class_message(self, ref: ComponentRef) -> str:
+        import difflib
+
+        known = sorted(k for k in self.component_types if "." in k)
+        if not ref.component_class:
+            return (f"{ref.name_text} has no sfClass: a component to deploy needs one "
+                    "(extend Prim, Compound or another component type)")
+        close = difflib.get_close_matches(ref.component_class, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (f"{ref.name_text}: unknown sfClass {ref.component_class!r}; {hint}known component classes: "
+                + ", ".join(known))
+
+    def create_child(self, parent: ComponentRef, name: str, description: ComponentDescription) -> ComponentRef:
+        path = (*parent.path, name)
+        ref = ComponentRef(path, description, parent, self)
+        with self.changed:
+            self.components[path] = ref
+            self._by_description[id(description)] = ref
+        parent.children.append(ref)
+        actor = ComponentActor(ref, self, self.component_type(ref))
+        self._start_actor(ref, actor)
+        ref._ask(CreateComponent())
+        return ref
+
+    def deploy_child(self, parent: ComponentRef, name: str, description: ComponentDescription) -> ComponentRef:
+        ref: ComponentRef | None = None
+        try:
+            ref = self.create_child(parent, name, description)
+            ref.deploy()
+            ref.start()
+        except Exception as error:
+            failure = component_failed(error, (*parent.path, name), "deploy")
+            if ref is None:
+                ref = self.components.get((*parent.path, name))
+            if ref is not None:
+                self.terminate_component(ref, failure.record, notify_parent=False)
+            raise failure from error
+        return ref
+
+    # -- state and events ----------------------------------------------------------------------
+    def set_state(self, ref: ComponentRef, state: State, record: TerminationRecord | None = None) -> None:
+        old = ref.state
+        ref.state = state
+        if record is not None:
+            ref.record = record
+        event = LifecycleEvent(ref.path, old, state, self.clock.now(), record, self.host, ref.component_class)
+        self.bus.publish(event)
+        with self.changed:
+            self.changed.notify_all()
+
+    def finish(self, ref: ComponentRef, record: TerminationRecord, *, notify_parent: bool) -> None:
+        """The component's termination is complete: final state, event, and the parent told."""
+        if ref.abandoned:
+            return
+        self.set_state(ref, State.TERMINATED if record.is_normal else State.FAILED, record)
+        parent = ref.parent
+        if parent is not None and parent.actor_ref is not None:
+            if notify_parent:
+                parent.actor_ref.tell(ChildTerminated(child=ref, record=record))
+            elif ref in parent.children:
+                parent.actor_ref.tell(RunInActor(lambda: _forget(parent, ref)))
+
+    def app_finished(self, root: ComponentRef, record: TerminationRecord) -> None:
+        with self.changed:
+            if self.apps.get(root.name) is root:
+                self.app_records[root.name] = record
+            self.changed.notify_all()
+
+    def decide(self, parent: ComponentRef, child: ComponentRef, record: TerminationRecord) -> Reaction:
+        reaction = self.plugin_manager.hook.sd_actors_child_terminated(parent=parent, child=child, record=record)
+        if isinstance(reaction, Reaction):
+            return reaction
+        return Reaction.TERMINATE
+
+    # -- termination ------------------------------------------------------------------------------
+    def terminate_component(self, ref: ComponentRef, record: TerminationRecord, *, notify_parent: bool) -> None:
+        """Terminate ``ref`` and wait; one that does not finish in time is stopped forcibly."""
+        if ref.actor_ref is None or ref.abandoned:
+            return
+        try:
+            future = ref.actor_ref.ask(TerminateComponent(record=record, notify_parent=notify_parent), block=False)
+        except pykka.ActorDeadError:
+            self._mark_dead(ref, record)
+            return
+        self._await_termination([(ref, future)], record)
+
+    def terminate_children(self, parent: ComponentRef, children: Iterable[ComponentRef], record: TerminationRecord,
+                           *, sequential: bool) -> None:
+        if sequential:
+            for child in children:
+                self.terminate_component(child, record, notify_parent=False)
+        else:
+            pending: list[tuple[ComponentRef, pykka.Future[Any]]] = []
+            for child in children:
+                if child.actor_ref is None or child.abandoned:
+                    continue
+                try:
+                    pending.append((child, child.actor_ref.ask(
+                        TerminateComponent(record=record, notify_parent=False), block=False)))
+                except pykka.ActorDeadError:
+                    self._mark_dead(child, record)
+            self._await_termination(pending, record)
+        for child in list(children):
+            if child in parent.children and not child.alive:
+                parent.children.remove(child)
+
+    def _await_termination(self, pending: list[tuple[ComponentRef, pykka.Future[Any]]],
+                           record: TerminationRecord) -> None:
+        deadline = self.clock_deadline()
+        for ref, future in pending:
+            try:
+                future.get(timeout=max(deadline - _monotonic(), 0.0))
+            except pykka.Timeout:
+                self._abandon(ref)
+            except pykka.ActorDeadError:
+                self._mark_dead(ref, record)
+            except Exception:  # terminate() itself is guarded; anything else is a runtime bug
+                logger.exception("%s: terminating failed", ref.name_text)
+
+    def clock_deadline(self) -> float:
+        return _monotonic() + self.terminate_timeout
+
+    def _abandon(self, ref: ComponentRef) -> None:
+        """A component that did not finish terminating in time: recorded as failed, never waited for."""
+        record = TerminationRecord.abnormal(
+            f"did not finish terminating within {self.terminate_timeout:g} s: stopped forcibly", ref.path,
+            "terminate timeout")
+        self.set_state(ref, State.FAILED, record)
+        ref.abandoned = True
+        for child in ref.children:
+            if child.alive or child.state is State.TERMINATING:
+                self._abandon(child)
+
+    def _mark_dead(self, ref: ComponentRef, record: TerminationRecord) -> None:
+        if ref.state is not None and ref.state.is_final:
+            return
+        self.set_state(ref, State.FAILED, TerminationRecord.abnormal(
+            "its actor had stopped", ref.path, record.description))
+
+    def report_failure(self, ref: ComponentRef, record: TerminationRecord) -> None:
+        """A liveness failure: the parent terminates the component, then reacts."""
+        parent = ref.parent
+        if parent is None or parent.actor_ref is None:
+            return
+        try:
+            parent.actor_ref.tell(ChildFailed(child=ref, record=record))
+        except pykka.ActorDeadError:
+            logger.warning("%s failed but its parent is gone: %s", ref.name_text, record)
+
+    def request_termination(self, ref: ComponentRef, record: TerminationRecord) -> None:
+        if ref.actor_ref is not None:
+            ref.actor_ref.tell(TerminateComponent(record=record, notify_parent=True))
+
+    def call_later(self, ref: ComponentRef, delay: float, callback: Callable[[], None]) -> Timer:
+        def deliver() -> None:
+            if ref.actor_ref is not None and ref.alive:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.actor_ref.tell(RunInActor(callback))
+
+        return self.clock.call_later(delay, deliver)
+
+    # -- LAZY links at run time --------------------------------------------------------------------
+    def resolve_link(self, reference: Reference, start: ComponentRef) -> object:
+        """Resolve ``reference`` from ``start``'s description: a value, or the running component it names."""
+        value = self._walk(reference, start.description, start)
+        if isinstance(value, ComponentDescription):
+            target = self._by_description.get(id(value))
+            if target is None:
+                raise LinkError(f"{start.name_text}: LAZY {reference.path_text()} names a description that is "
+                                "not a running component")
+            return target
+        return value
+
+    def _walk(self, reference: Reference, cd: ComponentDescription, start: ComponentRef,
+              depth: int = 0) -> object:
+        if depth > 50:
+            raise LinkError(f"{start.name_text}: LAZY {reference.path_text()}: links chained too deeply")
+        current: object = cd
+        for index, part in enumerate(reference.parts):
+            if not isinstance(current, ComponentDescription):
+                raise LinkError(f"{start.name_text}: LAZY {reference.path_text()}: "
+                                f"{_path_text(reference.parts[:index])} is not a component")
+            current = self._step(reference, index, part, current, start, depth)
+        return current
+
+    def _step(self, reference: Reference, index: int, part: RefPart, cd: ComponentDescription,
+              start: ComponentRef, depth: int) -> object:
+        kind, name = part.kind, part.name or ""
+        if kind == "ROOT":
+            return cd.root()
+        if kind == "PARENT":
+            if cd.parent is None:
+                raise LinkError(f"{start.name_text}: LAZY {reference.path_text()}: PARENT of the application's root")
+            return cd.parent
+        if kind == "THIS":
+            return cd
+        if kind in ("ATTRIB", "HERE"):
+            holder: ComponentDescription | None = cd
+            while holder is not None and name not in holder:
+                holder = holder.parent if kind == "ATTRIB" else None
+            if holder is None:
+                target = self._by_description.get(id(cd))
+                where = target.name_text if target else start.name_text
+                raise LinkError(f"{start.name_text}: LAZY {reference.path_text()} names nothing: no attribute "
+                                f"{name!r} in {where} or its enclosing components")
+            value = holder[name]
+            if isinstance(value, Reference) and not value.data:
+                return self._walk(value, holder, start, depth + 1)
+            return value
+        if kind in ("PROPERTY", "IPROPERTY"):
+            if name not in self.properties:
+                raise LinkError(f"{start.name_text}: LAZY PROPERTY {name} is not set in this System")
+            text = self.properties[name]
+            return text if kind == "PROPERTY" else int(text)
+        if kind in ("ENVPROPERTY", "IENVPROPERTY"):
+            if name not in os.environ:
+                raise LinkError(f"{start.name_text}: environment variable {name} is not set")
+            return os.environ[name] if kind == "ENVPROPERTY" else int(os.environ[name])
+        if kind == "PROCESS":
+            return self.process_ref.description
+        if kind == "HOST":
+            if name in (self.host, "localhost", "127.0.0.1"):
+                return self.process_ref.description
+            raise LinkError(f"{start.name_text}: LAZY HOST {name}: this System only knows its own host "
+                            f"({self.host})")
+        raise LinkError(f"{start.name_text}: LAZY {reference.path_text()}: {kind} cannot be resolved at run time")
+
+    # -- closing -------------------------------------------------------------------------------------
+    def close(self, timeout: float) -> list[str]:
+        """Stop liveness and every actor; return the names of threads that did not finish in time."""
+        self.liveness.close()
+        for app in list(self.apps.values()):
+            if app.alive:
+                self.terminate_component(app, TerminationRecord.normal("System closed", app.path),
+                                         notify_parent=False)
+        if self.process_ref.actor_ref is not None:
+            with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
+                self.process_ref.actor_ref.stop(block=True, timeout=timeout)
+        for actor in list(self.actors):
+            if actor.actor_ref.is_alive() and not actor.ref.abandoned:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    actor.actor_ref.stop(block=False)
+        self.clock.close()
+        return [t.name for t in self.pool.close(timeout)]
+
+
+def _forget(parent: ComponentRef, child: ComponentRef) -> None:
+    if child in parent.children:
+        parent.children.remove(child)
+
+
+def _path_text(parts: Iterable[RefPart]) -> str:
+    return ":".join(p.name or p.kind for p in parts)
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()

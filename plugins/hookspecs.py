@@ -1,0 +1,65 @@
+"""The hooks of sd-actors: the plugin author's manual.
+
+A plugin is any object or module with functions marked ``@hookimpl`` whose names match the
+specifications below. Third-party plugins register through the entry-point group ``sd_actors``
+(``[project.entry-points.sd_actors] myplugin = "mypackage.plugin"``); sd-actors' own components and
+policies are registered exactly the same way.
+
+Two kinds of hooks:
+
+* contributions (every plugin's answer is collected): component types;
+* decisions (``firstresult``: the first plugin that does not return ``None`` decides): what a
+  parent does when a child terminated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+import pluggy
+
+if TYPE_CHECKING:
+    from sd_actors.actors import Component, ComponentRef, Reaction, TerminationRecord
+
+PROJECT: Final = "sd_actors"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def sd_actors_component_types() -> Mapping[str, type[Component]]:
+    """Contribute component types: the Python class behind each ``sfClass`` name.
+
+    Called once when a System is opened. Every plugin's mapping is merged; a name contributed
+    twice is an error at that moment (naming both plugins).
+
+    :returns: a mapping from ``sfClass`` names (dotted, e.g. ``"mycompany.components.Web"``; also
+        aliases such as SmartFrog's Java class names) to subclasses of
+        :class:`sd_actors.actors.Component`.
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def sd_actors_child_terminated(
+    parent: ComponentRef, child: ComponentRef, record: TerminationRecord
+) -> Reaction | None:
+    """Decide what ``parent`` does now that ``child`` terminated or failed.
+
+    Called in the parent's actor thread, after the child has finished terminating (a child that
+    failed a liveness check has been terminated first). The first plugin that returns a
+    :class:`~sd_actors.actors.Reaction` decides; sd-actors' own implementation runs last and asks
+    the parent component (``Component.child_terminated``): SmartFrog's shared fate for a
+    Compound, OTP's strategies for a Supervisor, the workflow semantics for Sequence, Parallel, ….
+
+    :param parent: the parent component (its ``component`` attribute is the Python object).
+    :param child: the child that terminated; it is no longer among ``parent.children``.
+    :param record: why the child terminated: kind (normal, abnormal, …), description, the path
+        of the component the termination started from, cause.
+    :returns: ``Reaction.TERMINATE`` (the parent terminates with ``record``),
+        ``Reaction.CONTINUE`` (the parent carries on), ``Reaction.HANDLED`` (the plugin already
+        acted, e.g. restarted the child somewhere), or ``None`` to let the next plugin decide.
+    """
+    raise NotImplementedError
