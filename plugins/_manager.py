@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import pluggy
 
@@ -31,7 +31,9 @@ def collect_component_types(manager: pluggy.PluginManager) -> dict[str, type]:
     merged: dict[str, type] = {}
     owners: dict[str, str] = {}
     for implementation in manager.hook.sd_actors_component_types.get_hookimpls():
-        contributed: dict[str, type] = dict(implementation.function())
+        contributed = implementation.function()
+        if not isinstance(contributed, Mapping):
+            raise TypeError(f"{implementation.plugin_name}: sd_actors_component_types must return a mapping")
         for name, component_type in contributed.items():
             if name in merged and merged[name] is not component_type:
                 raise ValueError(
