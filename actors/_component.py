@@ -11,6 +11,8 @@ from sd_actors.actors._records import TerminationRecord
 from sd_actors.descriptions import ComponentDescription, Reference, value_kind
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from sd_actors.actors._clock import Timer
     from sd_actors.actors._runtime import ComponentRef, Runtime
 
@@ -131,6 +133,18 @@ class ComponentContext:
         """Create, deploy and start a child (SmartFrog's sfCreateNewChild). On failure the child is
         terminated and ComponentFailed is raised with its record."""
         return self._runtime.deploy_child(self.ref, name, description)
+
+    def deploy_child_nowait(self, name: str, description: ComponentDescription) -> Future[ComponentRef]:
+        """:meth:`deploy_child` on the worker pool; the future fails with ComponentFailed.
+
+        Children deployed this way at the same time are created concurrently (Parallel with
+        ``asynchCreateChild``). Wait on the futures only from this component's own thread.
+        """
+        return self._runtime.deploy_child_nowait(self.ref, name, description)
+
+    def deploy_application(self, name: str, description: ComponentDescription) -> ComponentRef:
+        """Deploy ``description`` as a new, independent application of the System (SmartFrog's Run)."""
+        return self._runtime.deploy_application(name, description)
 
     def terminate_child(self, child: ComponentRef, record: TerminationRecord) -> None:
         """Terminate ``child`` without it notifying this component (it is told, not telling)."""

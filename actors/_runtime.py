@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -406,6 +407,50 @@ class Runtime:
             raise failure from error
         return ref
 
+    def deploy_child_nowait(self, parent: ComponentRef, name: str, description: ComponentDescription
+                            ) -> concurrent.futures.Future[ComponentRef]:
+        future: concurrent.futures.Future[ComponentRef] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(self.deploy_child(parent, name, description))
+            except BaseException as error:  # noqa: BLE001 (handed to whoever waits on the future)
+                future.set_exception(error)
+
+        self.pool.submit(run)
+        return future
+
+    def deploy_application(self, name: str, description: ComponentDescription) -> ComponentRef:
+        """A new application under the process (what System.deploy and the Run workflow do)."""
+        with self.changed:
+            existing = self.apps.get(name)
+            if existing is not None and (existing.alive or existing.state is State.TERMINATING):
+                raise DeploymentError(f"an application named {name!r} is already running; "
+                                      "terminate it first or choose another name")
+            stale = self.components.get((name,))
+            if stale is not None:
+                _forget_tree(self, stale)
+        root: ComponentRef | None = None
+        try:
+            root = self.create_child(self.process_ref, name, description)
+            with self.changed:
+                self.apps[name] = root
+                self.app_records.pop(name, None)
+            root.deploy()
+            root.start()
+        except Exception as error:  # noqa: BLE001 (whatever failed, the tree is torn down and reported)
+            failure = component_failed(error, (name,), "deploy")
+            root = root or self.components.get((name,))
+            if root is not None:
+                with self.changed:
+                    self.apps[name] = root
+                self.terminate_component(root, failure.record, notify_parent=False)
+                self.app_finished(root, failure.record)
+            raise failure from None
+        return root
+
     # -- state and events ----------------------------------------------------------------------
     def set_state(self, ref: ComponentRef, state: State, record: TerminationRecord | None = None) -> None:
         old = ref.state
@@ -611,6 +656,12 @@ class Runtime:
                     actor.actor_ref.stop(block=False)
         self.clock.close()
         return [t.name for t in self.pool.close(timeout)]
+
+
+def _forget_tree(runtime: Runtime, ref: ComponentRef) -> None:
+    for child in ref.children:
+        _forget_tree(runtime, child)
+    runtime.components.pop(ref.path, None)
 
 
 def _forget(parent: ComponentRef, child: ComponentRef) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pluggy
 
 from sd_actors.actors._clock import Clock, RealClock
-from sd_actors.actors._component import Component, component_failed
+from sd_actors.actors._component import Component
 from sd_actors.actors._errors import ComponentFailed, DeploymentError, UnknownComponent
 from sd_actors.actors._events import LifecycleEvent, State
 from sd_actors.actors._records import TerminationRecord
@@ -58,35 +58,10 @@ class System:
         terminated and :class:`ComponentFailed` is raised with the failing component's record.
         """
         config = self._description(description, include_dirs)
-        runtime = self._runtime
         with self._deploy_lock:
             if self._closed:
                 raise DeploymentError("the System is closed")
-            existing = runtime.apps.get(name)
-            if existing is not None and (existing.alive or existing.state is State.TERMINATING):
-                raise DeploymentError(f"an application named {name!r} is already running; "
-                                      "terminate it first or choose another name")
-            placeholder = runtime.components.get((name,))
-            if placeholder is not None:
-                _forget_tree(runtime, placeholder)
-        root: ComponentRef | None = None
-        try:
-            root = runtime.create_child(runtime.process_ref, name, config)
-            with runtime.changed:
-                runtime.apps[name] = root
-                runtime.app_records.pop(name, None)
-            root.deploy()
-            root.start()
-        except Exception as error:  # noqa: BLE001 (whatever failed, the tree is torn down and reported)
-            failure = component_failed(error, (name,), "deploy")
-            root = root or runtime.components.get((name,))
-            if root is not None:
-                with runtime.changed:
-                    runtime.apps[name] = root
-                runtime.terminate_component(root, failure.record, notify_parent=False)
-                runtime.app_finished(root, failure.record)
-            raise failure from None
-        return root
+        return self._runtime.deploy_application(name, config)
 
     def deploy_nowait(self, description: ComponentDescription | ComponentSpec | str | Path, *, name: str,
                       include_dirs: Sequence[str | Path] = ()) -> concurrent.futures.Future[ComponentRef]:
@@ -206,12 +181,6 @@ class SystemStatistics:
     components: int
     by_state: Mapping[str, int]
     apps: int
-
-
-def _forget_tree(runtime: Runtime, ref: ComponentRef) -> None:
-    for child in ref.children:
-        _forget_tree(runtime, child)
-    runtime.components.pop(ref.path, None)
 
 
 @contextmanager
