@@ -180,6 +180,9 @@ class Component:
     def __init__(self, context: ComponentContext) -> None:
         self.context = context
 
+    def create(self) -> None:
+        """The component exists; its children (if it has any) are created next. Rarely needed."""
+
     def deploy(self) -> None:
         """Initialise; every component of the application has been created."""
 

@@ -159,6 +159,7 @@ class ComponentActor(PooledActor):
             if self.component_type is None:
                 raise UnknownComponentClass(self.runtime.unknown_class_message(ref))
             ref.component = self.component_type(ComponentContext(ref, self.runtime))
+            ref.component.create()
             self.runtime.set_state(ref, State.CREATED)
             if ref.component.has_children:
                 for name, value in ref.description.items():
@@ -344,6 +345,8 @@ class Runtime:
         self.default_liveness_delay = default_liveness_delay
         self.properties = dict(properties)
         self.bus = EventBus()
+        # A daemon sets this: it returns the proxy type for a component another host must run.
+        self.placement: Callable[[ComponentRef], type[Component] | None] | None = None
         self.liveness = LivenessMonitor(self)
         self.changed = threading.Condition()
         self.components: dict[tuple[str, ...], ComponentRef] = {}
@@ -366,6 +369,10 @@ class Runtime:
         actor.start_on_pool()
 
     def component_type(self, ref: ComponentRef) -> type[Component] | None:
+        if self.placement is not None:
+            placed = self.placement(ref)
+            if placed is not None:
+                return placed
         return self.component_types.get(ref.component_class)
 
     def unknown_class_message(self, ref: ComponentRef) -> str:
