@@ -5,9 +5,8 @@ from __future__ import annotations
 import base64
 import bisect
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 from sd_actors.descriptions._errors import DescriptionError, DescriptionSyntaxError, SourceLocation
 from sd_actors.descriptions._model import Double, Long
@@ -24,19 +23,23 @@ KEYWORDS: Final = frozenset(
 _LETTER = r"A-Za-z_$\u00a2-\u00a5\u00aa\u00b5\u00ba\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff"
 _EXP = r"(?:[eE][+-]?[0-9]+)"
 # Alternatives are ordered so that Python's first match equals JavaCC's longest match.
+# One match per token: the skipped whitespace and comments, then the token. Alternatives are
+# ordered so that Python's first match equals JavaCC's longest match (``x|`` before the word ``x``).
 _TOKEN_RE: Final = re.compile(
     rf"""
-    (?P<space>[ \t\n\r\f]+)
-  | (?P<comment>//[^\n]*|/\*.*?\*/)
-  | (?P<open_comment>/\*)
-  | (?P<include>\#include\?|\#include|\#codebase)
-  | (?P<mlstring>\#\#(?:[^#\\]|\\.)*\#)
-  | (?P<bytes>\#(?:HEX|DEC|OCT|BIN|B64)\#[^#]*\#)
-  | (?P<float>-?(?:[0-9]+\.[0-9]*{_EXP}?|\.[0-9]+{_EXP}?|[0-9]+{_EXP})[fFdD]?|-?[0-9]+[fFdD])
-  | (?P<int>-?[0-9]+[lL]?)
-  | (?P<string>"(?:[^"\\\n]|\\.)*")
-  | (?P<op>\[\||\|\]|\|\||--|->|\+\+|<>|==|!=|>=|<=|&&|x\||[-+*/%><!;,{{}}\[\]:()])
-  | (?P<word>[{_LETTER}][{_LETTER}0-9._\-+@\#~$%^&]*)
+    (?P<skip>(?:[ \t\n\r\f]+|//[^\n]*|/\*.*?\*/)*)
+    (?:
+      (?P<word>(?!x\|)[{_LETTER}][{_LETTER}0-9._\-+@\#~$%^&]*)
+    | (?P<string>"(?:[^"\\\n]|\\.)*")
+    | (?P<float>-?(?:[0-9]+\.[0-9]*{_EXP}?|\.[0-9]+{_EXP}?|[0-9]+{_EXP})[fFdD]?|-?[0-9]+[fFdD])
+    | (?P<int>-?[0-9]+[lL]?)
+    | (?P<open_comment>/\*)
+    | (?P<op>\[\||\|\]|\|\||--|->|\+\+|<>|==|!=|>=|<=|&&|x\||[-+*/%><!;,{{}}\[\]:()])
+    | (?P<include>\#include\?|\#include|\#codebase)
+    | (?P<mlstring>\#\#(?:[^#\\]|\\.)*\#)
+    | (?P<bytes>\#(?:HEX|DEC|OCT|BIN|B64)\#[^#]*\#)
+    | (?P<end>\Z)
+    )
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -50,15 +53,16 @@ LONG_MIN: Final = -(2**63)
 LONG_MAX: Final = 2**63 - 1
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """``kind`` is ``word``, ``string``, ``number``, ``bytes``, ``include``, ``eof``, or the text of a
-    keyword or punctuation mark; ``value`` is the converted value."""
+    keyword or punctuation mark; ``value`` is the converted value; ``line``/``column`` are 1-based."""
 
     kind: str
     value: object
     offset: int
     text: str
+    line: int
+    column: int
 
 
 class SourceText:
@@ -90,36 +94,53 @@ def tokenize(source: SourceText) -> list[Token]:
     tokens: list[Token] = []
     append = tokens.append
     match = _TOKEN_RE.match
+    count = text.count
+    rfind = text.rfind
+    keywords = KEYWORDS
     pos = 0
-    end = len(text)
-    while pos < end:
+    line = 1
+    line_start = 0
+    while True:
         m = match(text, pos)
         if m is None:
-            raise _bad_character(source, pos)
+            skipped = re.match(r"(?:[ \t\n\r\f]+|//[^\n]*|/\*.*?\*/)*", text[pos:], re.DOTALL)
+            raise _bad_character(source, pos + (skipped.end() if skipped else 0))
+        start = m.start(m.lastindex or 0) if m.lastgroup != "skip" else m.end()
+        if start > pos:
+            newlines = count("\n", pos, start)
+            if newlines:
+                line += newlines
+                line_start = rfind("\n", pos, start) + 1
         kind = m.lastgroup
-        lexeme = m.group()
+        lexeme = m.group(kind) if kind else ""
+        column = start - line_start + 1
         if kind == "word":
-            append(Token(lexeme if lexeme in KEYWORDS else "word", lexeme, pos, lexeme))
+            append(Token(lexeme if lexeme in keywords else "word", lexeme, start, lexeme, line, column))
         elif kind == "op":
-            append(Token(lexeme, lexeme, pos, lexeme))
-        elif kind == "int":
-            append(Token("number", _integer(source, lexeme, pos), pos, lexeme))
-        elif kind == "float":
-            append(Token("number", _float(lexeme), pos, lexeme))
+            append(Token(lexeme, lexeme, start, lexeme, line, column))
         elif kind == "string":
-            append(Token("string", _unescape(source, lexeme[1:-1], pos + 1), pos, lexeme))
-        elif kind == "mlstring":
-            append(Token("string", _unescape(source, lexeme[2:-1], pos + 2), pos, lexeme))
+            append(Token("string", _unescape(source, lexeme[1:-1], start + 1), start, lexeme, line, column))
+        elif kind == "int":
+            append(Token("number", _integer(source, lexeme, start), start, lexeme, line, column))
+        elif kind == "float":
+            append(Token("number", _float(lexeme), start, lexeme, line, column))
+        elif kind == "end":
+            append(Token("eof", None, start, "", line, column))
+            return tokens
         elif kind == "include":
-            append(Token("include", lexeme, pos, lexeme))
+            append(Token("include", lexeme, start, lexeme, line, column))
+        elif kind == "mlstring":
+            append(Token("string", _unescape(source, lexeme[2:-1], start + 2), start, lexeme, line, column))
+            newlines = lexeme.count("\n")
+            if newlines:
+                line += newlines
+                line_start = start + lexeme.rfind("\n") + 1
         elif kind == "bytes":
-            append(Token("bytes", _byte_array(source, lexeme, pos), pos, lexeme))
-        elif kind == "open_comment":
-            raise source.error(DescriptionSyntaxError, "comment is never closed", pos,
+            append(Token("bytes", _byte_array(source, lexeme, start), start, lexeme, line, column))
+        else:  # an unclosed /* comment
+            raise source.error(DescriptionSyntaxError, "comment is never closed", start,
                                "end the comment with */")
         pos = m.end()
-    append(Token("eof", None, end, ""))
-    return tokens
 
 
 def _bad_character(source: SourceText, pos: int) -> DescriptionError:

@@ -161,7 +161,8 @@ class ComponentDescription:
     ``extends`` list until type resolution has merged it.
     """
 
-    __slots__ = ("_attributes", "_tags", "parent", "eager", "prototypes", "location", "locations", "state")
+    __slots__ = ("_attributes", "_tags", "parent", "eager", "prototypes", "location", "locations", "state",
+                 "_shared")
 
     def __init__(
         self,
@@ -179,6 +180,8 @@ class ComponentDescription:
         self.locations: dict[Key, SourceLocation] = {}
         # Resolution bookkeeping: 0 new, 1 in progress, 2 done (per phase, reset between phases).
         self.state = 0
+        # True while _tags and locations are still shared with the description this was copied from.
+        self._shared = False
 
     # -- mapping interface (attribute names only; pending placements are hidden) -------------
     def __getitem__(self, name: str) -> object:
@@ -229,6 +232,8 @@ class ComponentDescription:
     ) -> None:
         """Add ``name`` at the end, or replace its value keeping its position."""
         self._attributes[name] = value
+        if self._shared and (tags is not None or location is not None):
+            self._unshare()
         if tags is not None:
             if tags:
                 self._tags[name] = tags
@@ -261,6 +266,7 @@ class ComponentDescription:
         self._attributes = other._attributes
         self._tags = other._tags
         self.locations = other.locations
+        self._shared = other._shared
         for value in self._attributes.values():
             if isinstance(value, ComponentDescription):
                 value.parent = self
@@ -274,7 +280,14 @@ class ComponentDescription:
     def raw_tags(self, name: Key) -> frozenset[str]:
         return self._tags.get(name, frozenset())
 
+    def _unshare(self) -> None:
+        self._tags = dict(self._tags)
+        self.locations = dict(self.locations)
+        self._shared = False
+
     def remove(self, name: Key) -> None:
+        if self._shared:
+            self._unshare()
         del self._attributes[name]
         self._tags.pop(name, None)
         self.locations.pop(name, None)
@@ -319,15 +332,27 @@ class ComponentDescription:
     # -- copying -------------------------------------------------------------------------------
     def copy(self, parent: ComponentDescription | None = None) -> ComponentDescription:
         """A deep copy re-parented under ``parent`` (what ``extends`` does to a prototype)."""
-        new = ComponentDescription(parent, eager=self.eager, location=self.location)
-        new._tags = dict(self._tags)
-        new.locations = dict(self.locations)
+        # The hot path of type resolution: tags and locations are shared until either side writes.
+        new = ComponentDescription.__new__(ComponentDescription)
+        new.parent = parent
+        new.eager = self.eager
+        new.location = self.location
         new.state = self.state
-        if self.prototypes is not None:
-            new.prototypes = [copy_value(p, new) for p in self.prototypes]
-        attributes = new._attributes
+        new._tags = self._tags
+        new.locations = self.locations
+        new._shared = True
+        self._shared = True
+        new.prototypes = None if self.prototypes is None else [copy_value(p, new) for p in self.prototypes]
+        attributes: dict[Key, object] = {}
         for key, value in self._attributes.items():
-            attributes[key] = copy_value(value, new)
+            kind = type(value)
+            if kind is ComponentDescription:
+                attributes[key] = value.copy(new)  # type: ignore[attr-defined]
+            elif kind is Apply or kind is list:
+                attributes[key] = copy_value(value, new)
+            else:
+                attributes[key] = value
+        new._attributes = attributes
         return new
 
     def __eq__(self, other: object) -> bool:

@@ -152,7 +152,7 @@ class _Parser:
         return self.next()
 
     def location(self, token: Token) -> SourceLocation:
-        return self.source.location(token.offset)
+        return SourceLocation(self.source.path, token.line, token.column)
 
     def unexpected(self, token: Token, expected: str, hint: str | None = None) -> DescriptionError:
         found = "end of file" if token.kind == "eof" else repr(token.text)

@@ -80,16 +80,34 @@ class _Lazy(Exception):
     """A LAZY reference was met: the link stays a reference, resolved at run time."""
 
 
-class _Unresolved(Exception):
-    """A reference cannot be resolved; turned into a DescriptionError where the link is known."""
+Text = str | Callable[[], str]
 
-    def __init__(self, message: str, hint: str | None = None, *, error: type[DescriptionError] = UnresolvedReference,
-                 at: SourceLocation | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+
+class _Unresolved(Exception):
+    """A reference cannot be resolved; turned into a DescriptionError where the link is known.
+
+    Message and hint may be functions: an ATTRIB search fails at many levels before it succeeds,
+    and only a failure that is reported needs its text (close-match hints are costly).
+    """
+
+    def __init__(self, message: Text, hint: Text | None = None, *,
+                 error: type[DescriptionError] = UnresolvedReference, at: SourceLocation | None = None) -> None:
+        super().__init__()
+        self._message = message
+        self._hint = hint
         self.error = error
         self.at = at
+
+    @property
+    def message(self) -> str:
+        return self._message if isinstance(self._message, str) else self._message()
+
+    @property
+    def hint(self) -> str | None:
+        return self._hint if self._hint is None or isinstance(self._hint, str) else self._hint()
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class _StaticAssertion:
@@ -179,31 +197,32 @@ class Resolver:
         first_failure: _Unresolved | None = None
         node: ComponentDescription | None = cd
         while node is not None:
-            try:
-                value = self._here(reference, index, node)
-                return self._walk(reference, index + 1, value)
-            except _Unresolved as failure:
-                if first_failure is None and name in node:
-                    first_failure = failure
-                node = node.parent
+            if name in node:
+                try:
+                    value = self._here(reference, index, node)
+                    return self._walk(reference, index + 1, value)
+                except _Unresolved as failure:
+                    if first_failure is None:
+                        first_failure = failure
+            node = node.parent
         if first_failure is not None:
             raise first_failure
         raise _Unresolved(
-            f"reference {reference.path_text()!r} not found: no attribute {name!r} here or in an enclosing "
-            "component",
-            close_match_hint(name, _visible_names(cd), otherwise=f"define {name!r} or fix the spelling"),
+            lambda: f"reference {reference.path_text()!r} not found: no attribute {name!r} here or in an "
+            "enclosing component",
+            lambda: close_match_hint(name, _visible_names(cd), otherwise=f"define {name!r} or fix the spelling"),
         )
 
     def _here(self, reference: Reference, index: int, cd: ComponentDescription) -> object:
         name = reference.parts[index].name or ""
-        if name not in cd or (index > 0 and "sfLocal" in cd.tags(name)):
-            local = name in cd
+        if name not in cd:
             raise _Unresolved(
-                f"reference {reference.path_text()!r} not found: {display_path(cd)} has no attribute {name!r}"
-                if not local else
-                f"reference {reference.path_text()!r}: attribute {name!r} is tagged sfLocal",
-                "an sfLocal attribute is only visible from inside its own component"
-                if local else close_match_hint(name, cd.keys(), otherwise=f"define {name!r} or fix the spelling"))
+                lambda: f"reference {reference.path_text()!r} not found: {display_path(cd)} has no attribute {name!r}",
+                lambda: close_match_hint(name, cd.keys(), otherwise=f"define {name!r} or fix the spelling"))
+        if index > 0 and "sfLocal" in cd.tags(name):
+            raise _Unresolved(
+                lambda: f"reference {reference.path_text()!r}: attribute {name!r} is tagged sfLocal",
+                "an sfLocal attribute is only visible from inside its own component")
         return self.value_of(cd, name)
 
     def _special(self, reference: Reference, index: int) -> object:
@@ -349,9 +368,9 @@ class Resolver:
 
     # ================================================================ assertions and schemas
     def _check_assertion(self, holder: ComponentDescription, key: str, apply: Apply) -> object:
-        pristine = apply.body.copy(holder)
         body = apply.body
         phase = body.get("sfAssertionPhase", "dynamic")
+        pristine = body.copy(holder) if phase == "dynamic" else None
         if phase not in ("static", "staticLazy", "dynamic"):
             raise _Unresolved(f"sfAssertionPhase is {phase!r}", 'use "static", "staticLazy" or "dynamic"',
                               error=FunctionError)
@@ -390,8 +409,9 @@ class Resolver:
                 "give the attribute a value of the kind the schema asks for" if schema
                 else "change the values so that every assertion holds",
                 error=SchemaViolation if schema else AssertionFailed)
-        if phase == "dynamic":
-            pristine.remove("sfAssertionPhase") if "sfAssertionPhase" in pristine else None
+        if pristine is not None:
+            if "sfAssertionPhase" in pristine:
+                pristine.remove("sfAssertionPhase")
             return Apply("ASSERT", pristine, lazy=True, location=apply.location)
         del has_lazy
         return _CHECKED
