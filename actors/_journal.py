@@ -1,0 +1,763 @@
+"""Journal: a daemon's crash-safe record of its applications, components and placements.
+
+Design rule 6, *journal first*: the daemon writes what it is about to do, then does it. After a
+crash (kill -9, power cut) :meth:`Journal.recover` says which applications were half deployed,
+which were running and which were half torn down, and for each component its last state and the
+handle of the resource it owns, so the daemon can re-attach to what still exists, report what was
+lost, and never create a second copy (design rule 5).
+
+The journal is one SQLite file, ``journal.sqlite3`` in the daemon's state directory, in WAL mode
+with ``synchronous=FULL``: a method that returned has reached the disk, and a crash leaves every
+operation either wholly written or not at all (each is one transaction). One connection serves
+the whole daemon behind a lock, so any thread may call any method.
+
+Values are stored as plain columns: states and statuses by their enum value, component paths as
+JSON arrays of names, termination records as their four fields. ``sqlite3 journal.sqlite3`` is
+therefore enough to read a journal by hand.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from sd_actors.actors._errors import DeploymentError, UnknownComponent
+from sd_actors.actors._events import State
+from sd_actors.actors._records import TerminationRecord
+
+JOURNAL_FILE_NAME: Final = "journal.sqlite3"
+
+# How long a write waits for another connection to the same file (``sqlite3`` by hand, a
+# ``status`` reader) before giving up; the daemon itself only ever has one connection.
+_BUSY_TIMEOUT_SECONDS: Final = 10.0
+
+# Each entry upgrades the schema by one version: _MIGRATIONS[0] makes version 1 from an empty
+# file, _MIGRATIONS[1] will make version 2 from version 1, and so on. Statements, not one script,
+# because sqlite3's executescript() commits first and would break the migration's transaction.
+# The CHECK lists spell out ApplicationStatus and State; a test records every member of both.
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+        """CREATE TABLE applications (
+            name TEXT PRIMARY KEY,
+            status TEXT NOT NULL
+                CHECK (status IN ('deploying', 'running', 'terminating', 'terminated', 'failed')),
+            description_text TEXT NOT NULL,
+            requested_by TEXT NOT NULL,
+            host TEXT NOT NULL,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            record_id INTEGER REFERENCES termination_records (id) ON DELETE SET NULL
+        )""",
+        """CREATE TABLE components (
+            seq INTEGER PRIMARY KEY,
+            app TEXT NOT NULL REFERENCES applications (name) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            component_class TEXT NOT NULL,
+            host TEXT NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('created', 'deployed', 'started', 'terminating', 'terminated', 'failed')),
+            resource TEXT,
+            updated REAL NOT NULL,
+            record_id INTEGER REFERENCES termination_records (id) ON DELETE SET NULL,
+            UNIQUE (app, path)
+        )""",
+        """CREATE TABLE placements (
+            app TEXT NOT NULL REFERENCES applications (name) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            host TEXT NOT NULL,
+            updated REAL NOT NULL,
+            PRIMARY KEY (app, path)
+        )""",
+        # subject: the component whose state change the record came with, NULL for the
+        # application itself; origin: TerminationRecord.path, where the termination started.
+        """CREATE TABLE termination_records (
+            id INTEGER PRIMARY KEY,
+            app TEXT NOT NULL REFERENCES applications (name) ON DELETE CASCADE,
+            subject TEXT,
+            time REAL NOT NULL,
+            kind TEXT NOT NULL,
+            description TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            cause TEXT
+        )""",
+        "CREATE INDEX termination_records_by_app ON termination_records (app, id)",
+        "INSERT INTO schema_version (version) VALUES (0)",
+    ),
+)
+
+SCHEMA_VERSION: Final = len(_MIGRATIONS)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+class JournalError(DeploymentError):
+    """The journal cannot be opened, or refuses an operation; nothing was written."""
+
+
+class JournalTooNew(JournalError):
+    """The journal file was written by a newer sd-actors, whose schema this one cannot read."""
+
+    def __init__(self, path: Path, *, found: int, supported: int) -> None:
+        super().__init__(
+            f"{path}: the journal has schema version {found}, but this sd-actors reads versions up to "
+            f"{supported}; upgrade sd-actors, or give the daemon another --state-dir"
+        )
+        self.path = path
+        self.found = found
+        self.supported = supported
+
+
+class ApplicationStatus(enum.Enum):
+    """Where an application is, as the journal records it: deploying → running → terminating → terminated
+    or failed."""
+
+    DEPLOYING = "deploying"
+    RUNNING = "running"
+    TERMINATING = "terminating"
+    TERMINATED = "terminated"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        """Finished: nothing of the application should exist any more."""
+        return self in (ApplicationStatus.TERMINATED, ApplicationStatus.FAILED)
+
+
+class DuplicateApplication(JournalError):
+    """An application of that name exists and is not finished, so deploying it again would make a copy."""
+
+    def __init__(self, app: str, status: ApplicationStatus, *, host: str) -> None:
+        if status is ApplicationStatus.TERMINATING:
+            fix = f"wait until `sd-actors down {app}` has finished"
+        else:
+            fix = f"run `sd-actors down {app}` first, or deploy the new one under another --name"
+        super().__init__(f"application {app!r} is already {status.value} on {host}; {fix}")
+        self.app = app
+        self.status = status
+        self.host = host
+
+
+class UnknownApplication(JournalError):
+    """No application of that name is in the journal."""
+
+    def __init__(self, app: str) -> None:
+        super().__init__(f"no application {app!r} in the journal; `sd-actors ls` lists the known ones")
+        self.app = app
+
+
+class WrongStatus(JournalError):
+    """The operation does not fit the application's status (a bug in the caller, or a race with `down`)."""
+
+    def __init__(self, app: str, status: ApplicationStatus, *, operation: str,
+                 expected: Sequence[ApplicationStatus]) -> None:
+        wanted = " or ".join(s.value for s in expected)
+        super().__init__(f"application {app!r} is {status.value}; {operation}() needs it {wanted}")
+        self.app = app
+        self.status = status
+        self.operation = operation
+        self.expected = tuple(expected)
+
+
+# -- what the journal returns ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplicationEntry:
+    """One application as the journal last recorded it.
+
+    :param record: the termination record that came with the current status (set by
+        :meth:`Journal.begin_terminate` and :meth:`Journal.mark_terminated`), else ``None``.
+    """
+
+    name: str
+    status: ApplicationStatus
+    description_text: str
+    requested_by: str
+    host: str
+    created: float
+    updated: float
+    record: TerminationRecord | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComponentEntry:
+    """One component as the journal last recorded it.
+
+    :param resource: the opaque handle its owner needs to find what it created after a crash
+        (``"libvirt:qemu:///system:<domain uuid>"``), or ``None`` if it owns nothing outside the
+        daemon's memory.
+    :param record: the termination record that came with the current state, else ``None``.
+    """
+
+    app: str
+    path: tuple[str, ...]
+    component_class: str
+    host: str
+    state: State
+    resource: str | None
+    updated: float
+    record: TerminationRecord | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlacementEntry:
+    """The subtree rooted at ``path`` is run by ``host``'s daemon."""
+
+    app: str
+    path: tuple[str, ...]
+    host: str
+    updated: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordEntry:
+    """A termination record kept with a state change; ``subject`` is ``None`` for the application itself."""
+
+    app: str
+    subject: tuple[str, ...] | None
+    time: float
+    record: TerminationRecord
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplicationRecovery:
+    """One unfinished application after a crash, with everything the daemon needs to act on it.
+
+    :param components: every recorded component, in the order they were first recorded (the
+        deployment order; tear down in reverse).
+    :param placements: the subtrees other daemons run; those daemons journal their own
+        components, so this daemon reconnects to them rather than looking for their resources.
+    """
+
+    application: ApplicationEntry
+    components: tuple[ComponentEntry, ...]
+    placements: tuple[PlacementEntry, ...]
+
+    @property
+    def resources_to_find(self) -> tuple[ComponentEntry, ...]:
+        """Components whose resource may still exist: the daemon looks each one up by its handle.
+
+        Found: re-attach to it (or finish tearing it down). Missing: it was lost while the daemon
+        was down, and is reported. A TERMINATED component is left out because that state is
+        recorded only once its teardown has finished (see :meth:`Journal.record_state`); a
+        FAILED one stays in because a failed virtual machine's domain or volumes may remain.
+        """
+        return tuple(c for c in self.components if c.resource is not None and c.state is not State.TERMINATED)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryPlan:
+    """What a daemon restarted after a crash must do, from its journal. Finished applications are left out.
+
+    The journal records intent, not reality: only the daemon can ask libvirt (or another owner)
+    whether a resource still exists, so each application comes with its components' last states
+    and resource handles and the daemon decides per component. Because a component's handle is
+    written *before* its resource is created (journal first), a resource can never exist without
+    the journal knowing where to look, and nothing needs to be created twice.
+
+    :param unfinished_deploys: applications that were ``deploying``. ``up`` had been asked and
+        neither finished nor failed. Either **resume** — deploy ``description_text`` again,
+        re-attaching to every component in :attr:`ApplicationRecovery.resources_to_find` that
+        still exists and creating only the rest — or **roll back** — terminate what still exists
+        in reverse order, then :meth:`Journal.mark_terminated` with an abnormal record saying the
+        daemon crashed during the deploy. Resuming is the better default: the user asked for the
+        application and has not asked for it to go (design rule 2), and it is the same re-attach
+        the daemon does for running applications. Roll back when resuming cannot work (the
+        description no longer resolves against this daemon's component types). The CLI that
+        asked has lost its connection either way, so the outcome belongs in ``status``.
+    :param to_reattach: applications that were ``running``: re-attach to each component whose
+        resource still exists; a missing one goes to FAILED with an abnormal record ("lost while
+        the daemon was down") and its parent's policy decides, as for any failure.
+    :param unfinished_terminations: applications that were ``terminating``: ``down`` had been
+        asked (design rule 2: finish it, do not repair), so tear down whatever still exists, in
+        reverse order, then :meth:`Journal.mark_terminated` with the record
+        :meth:`Journal.begin_terminate` kept (``application.record``).
+    """
+
+    unfinished_deploys: tuple[ApplicationRecovery, ...]
+    to_reattach: tuple[ApplicationRecovery, ...]
+    unfinished_terminations: tuple[ApplicationRecovery, ...]
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to recover: every application in the journal had finished."""
+        return not (self.unfinished_deploys or self.to_reattach or self.unfinished_terminations)
+
+
+# Statuses whose resources may exist: they block a new deploy and are what recover() covers.
+_UNFINISHED: Final = (ApplicationStatus.DEPLOYING, ApplicationStatus.RUNNING, ApplicationStatus.TERMINATING)
+
+_SELECT_APPLICATIONS: Final = (
+    "SELECT a.name, a.status, a.description_text, a.requested_by, a.host, a.created, a.updated,"
+    " r.kind, r.description, r.origin, r.cause"
+    " FROM applications AS a LEFT JOIN termination_records AS r ON r.id = a.record_id"
+)
+
+
+# -- the journal -----------------------------------------------------------------------------------
+class Journal:
+    """A daemon's crash-safe record in SQLite. Open one with :func:`open_journal`.
+
+    Every method is one transaction, safe to call from any thread. The daemon calls a method
+    *before* it acts (journal first), except those named ``mark_*``, which record that an act
+    has finished. Methods that change something raise :class:`JournalError` subclasses when the
+    change does not fit, and then write nothing.
+
+    :param clock: wall-clock seconds for the ``created``/``updated``/``time`` columns; wall time,
+        not monotonic, because the journal outlives the process and people read these times.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, *, path: Path, clock: Callable[[], float]) -> None:
+        self._connection: sqlite3.Connection | None = connection
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.path = path
+
+    def close(self) -> None:
+        """Close the connection; any later call raises :class:`JournalError`. Closing twice is harmless."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    # -- applications ----------------------------------------------------------------------------
+    def begin_deploy(self, app: str, description_text: str, *, requested_by: str, host: str) -> None:
+        """Record that ``app`` is about to be deployed from ``description_text`` (status ``deploying``).
+
+        Called when a Deploy request arrives, before any component is created: this is how
+        ``up`` never creates twice (design rule 5). An earlier, finished application of the same
+        name is replaced, with its components, placements and records.
+
+        :param description_text: the resolved description as submitted, kept so a deploy cut
+            short by a crash can be resumed and ``status`` can show what was asked for.
+        :param requested_by: who asked (a CLI user's key name, a peer daemon).
+        :param host: the daemon that accepted the request.
+        :raises DuplicateApplication: an application of that name is deploying, running or
+            terminating (its resources still exist while it terminates, so a new deploy would
+            overlap the old one).
+        """
+        _check_name(app)
+        with self._transaction() as db:
+            status = self._status_or_none(db, app)
+            if status is not None and not status.is_final:
+                row = db.execute("SELECT host FROM applications WHERE name = ?", (app,)).fetchone()
+                raise DuplicateApplication(app, status, host=row["host"])
+            now = self._clock()
+            db.execute("DELETE FROM applications WHERE name = ?", (app,))
+            db.execute(
+                "INSERT INTO applications (name, status, description_text, requested_by, host, created, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (app, ApplicationStatus.DEPLOYING.value, description_text, requested_by, host, now, now),
+            )
+
+    def mark_running(self, app: str) -> None:
+        """Record that every component of ``app`` has started (status ``running``).
+
+        Called once the root has started, after the deploy is done and before the CLI is told.
+
+        :raises WrongStatus: ``app`` is not deploying.
+        """
+        with self._transaction() as db:
+            self._require_status(db, app, "mark_running", (ApplicationStatus.DEPLOYING,))
+            self._set_status(db, app, ApplicationStatus.RUNNING, record_id=None)
+
+    def begin_terminate(self, app: str, record: TerminationRecord) -> None:
+        """Record that ``app`` is about to be terminated with ``record`` (status ``terminating``).
+
+        Called before the root is told to terminate: on ``down`` (a normal record), or when a
+        failure means the whole application goes (shared fate, a failed deploy rolled back).
+        Calling it again while terminating replaces the record.
+
+        :raises WrongStatus: ``app`` has already finished.
+        """
+        with self._transaction() as db:
+            self._require_status(db, app, "begin_terminate", _UNFINISHED)
+            record_id = self._insert_record(db, app, None, record)
+            self._set_status(db, app, ApplicationStatus.TERMINATING, record_id=record_id)
+
+    def mark_terminated(self, app: str, record: TerminationRecord) -> None:
+        """Record that ``app`` is gone: status ``terminated`` for a normal ``record``, ``failed`` otherwise.
+
+        Called after the last component has terminated and its resources are released (or
+        found already gone during recovery).
+
+        :raises WrongStatus: ``app`` has already finished.
+        """
+        status = ApplicationStatus.TERMINATED if record.is_normal else ApplicationStatus.FAILED
+        with self._transaction() as db:
+            self._require_status(db, app, "mark_terminated", _UNFINISHED)
+            record_id = self._insert_record(db, app, None, record)
+            self._set_status(db, app, status, record_id=record_id)
+
+    def application(self, app: str) -> ApplicationEntry:
+        """The entry for ``app``; called by ``status APP`` and before acting on a request naming it.
+
+        :raises UnknownApplication: no such application.
+        """
+        with self._transaction(write=False) as db:
+            row = db.execute(_SELECT_APPLICATIONS + " WHERE a.name = ?", (app,)).fetchone()
+        if row is None:
+            raise UnknownApplication(app)
+        return _application_entry(row)
+
+    def applications(self) -> list[ApplicationEntry]:
+        """Every application, finished ones included, oldest first; called by ``ls`` and ``status``."""
+        with self._transaction(write=False) as db:
+            rows = db.execute(_SELECT_APPLICATIONS + " ORDER BY a.created, a.name").fetchall()
+        return [_application_entry(row) for row in rows]
+
+    def forget(self, app: str) -> None:
+        """Remove a finished application with its components, placements and records.
+
+        Called when a person clears a failed application (design rule 3) or old entries are
+        pruned. An unfinished application cannot be forgotten: its resources may exist, and the
+        journal is how the daemon finds them.
+
+        :raises UnknownApplication: no such application.
+        :raises WrongStatus: ``app`` is deploying, running or terminating.
+        """
+        with self._transaction() as db:
+            self._require_status(db, app, "forget", (ApplicationStatus.TERMINATED, ApplicationStatus.FAILED))
+            db.execute("DELETE FROM applications WHERE name = ?", (app,))
+
+    # -- components ------------------------------------------------------------------------------
+    def record_component(self, app: str, path: tuple[str, ...], *, component_class: str, host: str,
+                         state: State, resource: str | None = None) -> None:
+        """Record a component, or replace everything recorded about it (its record becomes ``None``).
+
+        Called before the component's actor is created, and again whenever its owner knows the
+        handle of the resource it is about to make. Choose the handle *before* making the
+        resource (libvirt takes the domain's UUID in its XML), so that after a crash the
+        resource can be found even if the daemon died the instant it was made. Later state
+        changes go through :meth:`record_state`, which keeps the resource.
+
+        :param path: the component's complete name, ``("app", "web", "vm")``.
+        :param resource: an opaque handle for the owner, ``"libvirt:qemu:///system:<uuid>"``;
+            ``None`` if the component owns nothing outside the daemon's memory.
+        :raises UnknownApplication: ``app`` was never begun with :meth:`begin_deploy`.
+        """
+        encoded = _encode_path(path)
+        with self._transaction() as db:
+            self._require_application(db, app)
+            db.execute(
+                "INSERT INTO components (app, path, component_class, host, state, resource, updated, record_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
+                " ON CONFLICT (app, path) DO UPDATE SET component_class = excluded.component_class,"
+                " host = excluded.host, state = excluded.state, resource = excluded.resource,"
+                " updated = excluded.updated, record_id = NULL",
+                (app, encoded, component_class, host, State(state).value, resource, self._clock()),
+            )
+
+    def record_state(self, app: str, path: tuple[str, ...], state: State,
+                     record: TerminationRecord | None = None) -> None:
+        """Record a component's new state, with the termination record that came with it, if any.
+
+        Called before acting on the change: TERMINATING before its resources are released;
+        TERMINATED only once they are (that is how :meth:`recover` knows there is nothing left to
+        find); FAILED as soon as the failure is known, with its record. The record is kept in
+        the component's history (:meth:`records`) and as its current record; a change without
+        one clears the current record.
+
+        :raises UnknownComponent: the component was never recorded with :meth:`record_component`.
+        """
+        encoded = _encode_path(path)
+        with self._transaction() as db:
+            row = db.execute("SELECT seq FROM components WHERE app = ? AND path = ?", (app, encoded)).fetchone()
+            if row is None:
+                self._require_application(db, app)
+                raise UnknownComponent(
+                    f"application {app!r} has no component {':'.join(path)!r} in the journal;"
+                    " record it with record_component() first"
+                )
+            record_id = None if record is None else self._insert_record(db, app, encoded, record)
+            db.execute(
+                "UPDATE components SET state = ?, updated = ?, record_id = ? WHERE seq = ?",
+                (State(state).value, self._clock(), record_id, row["seq"]),
+            )
+
+    def components(self, app: str) -> list[ComponentEntry]:
+        """``app``'s components in the order they were first recorded; called by ``status`` and :meth:`recover`.
+
+        :raises UnknownApplication: no such application.
+        """
+        with self._transaction(write=False) as db:
+            self._require_application(db, app)
+            return self._components(db, app)
+
+    # -- placements ------------------------------------------------------------------------------
+    def record_placement(self, app: str, path: tuple[str, ...], host: str) -> None:
+        """Record that ``host``'s daemon runs the subtree rooted at ``path`` (replacing an earlier host).
+
+        Called once the placement is decided (``sfProcessHost``, a Scheduler, a re-placement
+        after a host died) and before the Deploy request goes to that daemon.
+
+        :raises UnknownApplication: no such application.
+        """
+        encoded = _encode_path(path)
+        with self._transaction() as db:
+            self._require_application(db, app)
+            db.execute(
+                "INSERT INTO placements (app, path, host, updated) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (app, path) DO UPDATE SET host = excluded.host, updated = excluded.updated",
+                (app, encoded, host, self._clock()),
+            )
+
+    def placements(self, app: str) -> list[PlacementEntry]:
+        """``app``'s placements, ordered by path.
+
+        :raises UnknownApplication: no such application.
+        """
+        with self._transaction(write=False) as db:
+            self._require_application(db, app)
+            return self._placements(db, app)
+
+    # -- history and recovery --------------------------------------------------------------------
+    def records(self, app: str) -> list[RecordEntry]:
+        """Every termination record kept for ``app`` and its components, oldest first.
+
+        :raises UnknownApplication: no such application.
+        """
+        with self._transaction(write=False) as db:
+            self._require_application(db, app)
+            rows = db.execute(
+                "SELECT app, subject, time, kind, description, origin, cause FROM termination_records"
+                " WHERE app = ? ORDER BY id",
+                (app,),
+            ).fetchall()
+        return [
+            RecordEntry(
+                app=row["app"],
+                subject=None if row["subject"] is None else _decode_path(row["subject"]),
+                time=row["time"],
+                record=TerminationRecord(row["kind"], row["description"], _decode_path(row["origin"]), row["cause"]),
+            )
+            for row in rows
+        ]
+
+    def recover(self) -> RecoveryPlan:
+        """What to do about the applications that had not finished; called once when the daemon starts.
+
+        Reads one consistent snapshot and writes nothing: the daemon acts on the plan and
+        records each step as usual, so a crash during recovery is recovered the same way.
+        """
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                _SELECT_APPLICATIONS + " WHERE a.status IN (?, ?, ?) ORDER BY a.created, a.name",
+                tuple(s.value for s in _UNFINISHED),
+            ).fetchall()
+            by_status: dict[ApplicationStatus, list[ApplicationRecovery]] = {s: [] for s in _UNFINISHED}
+            for row in rows:
+                entry = _application_entry(row)
+                by_status[entry.status].append(ApplicationRecovery(
+                    application=entry,
+                    components=tuple(self._components(db, entry.name)),
+                    placements=tuple(self._placements(db, entry.name)),
+                ))
+        return RecoveryPlan(
+            unfinished_deploys=tuple(by_status[ApplicationStatus.DEPLOYING]),
+            to_reattach=tuple(by_status[ApplicationStatus.RUNNING]),
+            unfinished_terminations=tuple(by_status[ApplicationStatus.TERMINATING]),
+        )
+
+    # -- internals -------------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction under the lock. IMMEDIATE for writes, so a writer never has to upgrade
+        a read lock half way (which SQLite can refuse); deferred for reads, for a snapshot."""
+        with self._lock:
+            db = self._connection
+            if db is None:
+                raise JournalError(f"{self.path}: the journal is closed")
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _status_or_none(db: sqlite3.Connection, app: str) -> ApplicationStatus | None:
+        row = db.execute("SELECT status FROM applications WHERE name = ?", (app,)).fetchone()
+        return None if row is None else ApplicationStatus(row["status"])
+
+    def _require_application(self, db: sqlite3.Connection, app: str) -> ApplicationStatus:
+        status = self._status_or_none(db, app)
+        if status is None:
+            raise UnknownApplication(app)
+        return status
+
+    def _require_status(self, db: sqlite3.Connection, app: str, operation: str,
+                        expected: Sequence[ApplicationStatus]) -> ApplicationStatus:
+        status = self._require_application(db, app)
+        if status not in expected:
+            raise WrongStatus(app, status, operation=operation, expected=expected)
+        return status
+
+    def _set_status(self, db: sqlite3.Connection, app: str, status: ApplicationStatus, *,
+                    record_id: int | None) -> None:
+        db.execute(
+            "UPDATE applications SET status = ?, updated = ?, record_id = ? WHERE name = ?",
+            (status.value, self._clock(), record_id, app),
+        )
+
+    def _insert_record(self, db: sqlite3.Connection, app: str, subject: str | None,
+                       record: TerminationRecord) -> int:
+        cursor = db.execute(
+            "INSERT INTO termination_records (app, subject, time, kind, description, origin, cause)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (app, subject, self._clock(), record.kind, record.description, _encode_path(record.path, allow_empty=True),
+             record.cause),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    @staticmethod
+    def _components(db: sqlite3.Connection, app: str) -> list[ComponentEntry]:
+        rows = db.execute(
+            "SELECT c.app, c.path, c.component_class, c.host, c.state, c.resource, c.updated,"
+            " r.kind, r.description, r.origin, r.cause"
+            " FROM components AS c LEFT JOIN termination_records AS r ON r.id = c.record_id"
+            " WHERE c.app = ? ORDER BY c.seq",
+            (app,),
+        ).fetchall()
+        return [
+            ComponentEntry(
+                app=row["app"],
+                path=_decode_path(row["path"]),
+                component_class=row["component_class"],
+                host=row["host"],
+                state=State(row["state"]),
+                resource=row["resource"],
+                updated=row["updated"],
+                record=_joined_record(row),
+            )
+            for row in rows
+        ]
+
+    @staticmethod
+    def _placements(db: sqlite3.Connection, app: str) -> list[PlacementEntry]:
+        rows = db.execute("SELECT app, path, host, updated FROM placements WHERE app = ?", (app,)).fetchall()
+        entries = [
+            PlacementEntry(app=row["app"], path=_decode_path(row["path"]), host=row["host"], updated=row["updated"])
+            for row in rows
+        ]
+        return sorted(entries, key=lambda entry: entry.path)
+
+
+def _application_entry(row: sqlite3.Row) -> ApplicationEntry:
+    return ApplicationEntry(
+        name=row["name"],
+        status=ApplicationStatus(row["status"]),
+        description_text=row["description_text"],
+        requested_by=row["requested_by"],
+        host=row["host"],
+        created=row["created"],
+        updated=row["updated"],
+        record=_joined_record(row),
+    )
+
+
+def _joined_record(row: sqlite3.Row) -> TerminationRecord | None:
+    if row["kind"] is None:
+        return None
+    return TerminationRecord(row["kind"], row["description"], _decode_path(row["origin"]), row["cause"])
+
+
+def _check_name(app: object) -> None:
+    if not isinstance(app, str) or not app:
+        raise ValueError(f"an application name is a non-empty string, not {app!r}")
+
+
+def _encode_path(path: object, *, allow_empty: bool = False) -> str:
+    """A path as a JSON array: unambiguous whatever the names contain, and readable by hand."""
+    if not isinstance(path, tuple) or not all(isinstance(name, str) and name for name in path):
+        raise ValueError(f"a component path is a tuple of non-empty names, like ('app', 'web'), not {path!r}")
+    if not path and not allow_empty:
+        raise ValueError("a component path names at least the application: ('app',)")
+    return json.dumps(path, ensure_ascii=False, separators=(",", ":"))
+
+
+def _decode_path(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+# -- opening ---------------------------------------------------------------------------------------
+@contextmanager
+def open_journal(state_dir: Path, *, clock: Callable[[], float] = time.time) -> Iterator[Journal]:
+    """Open (creating if needed) ``state_dir/journal.sqlite3``; close it on leaving the block.
+
+    ``state_dir`` is created (mode 0700: it also holds the daemon's keys) if missing. A new file
+    gets the current schema; an older one is upgraded in one transaction.
+
+    :raises JournalTooNew: the file was written by a newer sd-actors; it is left untouched.
+    :raises JournalError: the file is not an SQLite database, or not an sd-actors journal.
+    """
+    state_dir = Path(state_dir)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = state_dir / JOURNAL_FILE_NAME
+    # check_same_thread=False: the Journal's lock serialises every use; isolation_level=None
+    # lets _transaction issue BEGIN/COMMIT itself instead of sqlite3's implicit transactions.
+    connection = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_SECONDS, check_same_thread=False, isolation_level=None)
+    try:
+        connection.row_factory = sqlite3.Row
+        try:
+            # Read-only first: a newer journal must be refused before anything changes it.
+            _check_version(connection, path)
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            raise JournalError(
+                f"{path}: not an SQLite database ({error}); move it away or give the daemon another --state-dir"
+            ) from error
+        if mode != "wal":
+            raise JournalError(f"{path}: SQLite refused WAL mode (got {mode!r}); is the state dir on a network "
+                               "filesystem? give the daemon a local --state-dir")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        _migrate(connection, path)
+    except BaseException:
+        connection.close()
+        raise
+    journal = Journal(connection, path=path, clock=clock)
+    try:
+        yield journal
+    finally:
+        journal.close()
+
+
+def _check_version(connection: sqlite3.Connection, path: Path) -> int:
+    """The file's schema version, 0 for an empty file."""
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return 0
+    if "schema_version" not in tables:
+        raise JournalError(f"{path}: an SQLite database, but not an sd-actors journal (no schema_version table); "
+                           "move it away or give the daemon another --state-dir")
+    row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    found = int(row[0] or 0)
+    if found > SCHEMA_VERSION:
+        raise JournalTooNew(path, found=found, supported=SCHEMA_VERSION)
+    return found
+
+
+def _migrate(connection: sqlite3.Connection, path: Path) -> None:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Checked again inside the write lock: another process may have created or upgraded it.
+        found = _check_version(connection, path)
+        for version in range(found, SCHEMA_VERSION):
+            for statement in _MIGRATIONS[version]:
+                connection.execute(statement)
+            connection.execute("UPDATE schema_version SET version = ?", (version + 1,))
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
