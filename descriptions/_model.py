@@ -280,6 +280,12 @@ class ComponentDescription:
     def raw_tags(self, name: Key) -> frozenset[str]:
         return self._tags.get(name, frozenset())
 
+    def move_to_front(self, name: Key) -> None:
+        """Make ``name`` the first attribute (SmartFrog puts sfFunctionClass first in an APPLY)."""
+        attributes = self._attributes
+        if next(iter(attributes)) != name:
+            self._attributes = {name: attributes[name], **{k: v for k, v in attributes.items() if k != name}}
+
     def _unshare(self) -> None:
         self._tags = dict(self._tags)
         self.locations = dict(self.locations)

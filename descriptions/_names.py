@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 FUNCTION_PREFIX: Final = "sd_actors.descriptions.functions."
@@ -28,6 +29,7 @@ FUNCTION_NAMES: Final = (
 )
 
 
+@functools.cache
 def canonical_function(name: str) -> str | None:
     """The sd-actors name of a function given its sd-actors or SmartFrog (Java) class name."""
     for prefix in (FUNCTION_PREFIX, _JAVA_FUNCTIONS):

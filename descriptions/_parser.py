@@ -64,6 +64,7 @@ class ParseContext:
     include_dirs: Sequence[Path] = ()
     use_library: bool = True
     unique_counter: int = 0
+    placements: int = 0
     include_stack: list[Path] = field(default_factory=list)
     token_cache: dict[Path, tuple[SourceText, list[Token]]] = field(default_factory=dict)
 
@@ -247,7 +248,11 @@ class _Parser:
             while self.at(":"):
                 self.next()
                 parts.append(self.expect("word", "a name after ':' in a placed attribute's name").text)
-            key = token.text if len(parts) == 1 else PlacementSlot(tuple(parts), self.location(token))
+            if len(parts) == 1:
+                key = token.text
+            else:
+                key = PlacementSlot(tuple(parts), self.location(token))
+                self.context.placements += 1
         else:
             raise self.unexpected(token, "an attribute name",
                                   "attribute names are words, quoted strings or --"

@@ -50,7 +50,8 @@ def parse_file(
         text_path = None
     if text_path is None:
         raise DescriptionError(f"{path}: no such description file", hint="check the path")
-    return _guarded(lambda: _resolve(parse_path(path, context), properties, overrides, environment, observe))
+    return _guarded(lambda: _resolve(parse_path(path, context), properties, overrides, environment, observe,
+                                     has_placements=context.placements > 0))
 
 
 def parse_string(
@@ -67,7 +68,7 @@ def parse_string(
     """Like :func:`parse_file`, for a description held in a string."""
     context = ParseContext(include_dirs=tuple(Path(d) for d in include_dirs), use_library=use_library)
     return _guarded(lambda: _resolve(parse_text(text, filename, context), properties, overrides, environment,
-                                     observe))
+                                     observe, has_placements=context.placements > 0))
 
 
 def parse_root(
@@ -113,6 +114,8 @@ def _resolve(
     overrides: Mapping[str, str] | None,
     environment: Mapping[str, str] | None,
     observe: PhaseObserver | None,
+    *,
+    has_placements: bool,
 ) -> ComponentDescription:
     phases = list(DEFAULT_PHASES)
     if "phaseList" in root:
@@ -124,6 +127,7 @@ def _resolve(
         phases = [str(p) for p in phase_list]
         root.remove("phaseList")
     resolver = Resolver(root, properties=properties or {}, environment=environment)
+    resolver.has_placements = has_placements
     current = root
     overrides_applied = not overrides
     for phase in phases:

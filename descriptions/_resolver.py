@@ -143,6 +143,8 @@ class Resolver:
         self.environment = os.environ if environment is None else environment
         self._next = -1
         self._type_mode = False
+        # The parser tells whether any ``a:b:c value;`` was written; without one, no pass is needed.
+        self.has_placements = True
         self._in_progress: set[tuple[int, object]] = set()
         self._link_live: set[int] = set()
         self.errors: list[DescriptionError] = []
@@ -420,11 +422,15 @@ class Resolver:
         body = element.body
         settings: dict[str, object] = {}
         for setting in ("name", "optional", "binding", "class", "description"):
-            if setting in body:
+            raw = body.raw_get(setting, _MISSING)
+            if raw is _MISSING:
+                continue
+            if type(raw) is Reference or type(raw) is Apply or raw is TBD:
                 try:
-                    settings[setting] = self.value_of(body, setting)
+                    raw = self.value_of(body, setting)
                 except (_Unresolved, _Lazy):
                     return f"schema element {body.get('name')!r}: {setting} cannot be resolved"
+            settings[setting] = raw
         name = settings.get("name")
         if not isinstance(name, str):
             return "schema element without a name"
@@ -543,6 +549,8 @@ class Resolver:
 
     # ================================================================ place phase
     def place_phase(self) -> None:
+        if not self.has_placements:
+            return
         while True:
             pending: list[tuple[ComponentDescription, PlacementSlot, str]] = []
             progress = self._place_in(self.root, pending)
@@ -559,19 +567,19 @@ class Resolver:
     def _place_in(self, cd: ComponentDescription, pending: list[tuple[ComponentDescription, PlacementSlot, str]]
                   ) -> bool:
         progress = False
-        for key in list(cd.raw_keys()):
-            if key not in cd.raw_keys_set():
-                continue
-            value = cd.raw_get(key)
-            if isinstance(key, PlacementSlot):
+        present = cd.raw_keys_set()
+        for key, value in cd.raw_items():
+            if type(key) is PlacementSlot:
+                if key not in present:
+                    continue
                 message = self._place(cd, key, value)
                 if message is None:
                     progress = True
-                    if isinstance(value, ComponentDescription):
+                    if type(value) is ComponentDescription:
                         self._place_in(value, pending)
                 else:
                     pending.append((cd, key, message))
-            elif isinstance(value, ComponentDescription):
+            elif type(value) is ComponentDescription and cd.raw_get(key) is value:
                 progress = self._place_in(value, pending) or progress
         return progress
 
@@ -602,55 +610,49 @@ class Resolver:
     # ================================================================ function phase
     def function_phase(self, cd: ComponentDescription | None = None) -> None:
         node = self.root if cd is None else cd
-        for key in list(node.raw_keys()):
-            value = node.raw_get(key)
-            if isinstance(value, ComponentDescription):
+        for key, value in node.raw_items():
+            if type(value) is ComponentDescription:
                 self.function_phase(value)
                 constructor = value.raw_get("phase.function")
                 if constructor is not None:
                     node.replace_value(key, self._construct(value, constructor, node, key))
-            elif isinstance(value, Apply):
+            elif type(value) is Apply:
                 self.function_phase(value.body)
 
     def _construct(self, cd: ComponentDescription, constructor: object, parent: ComponentDescription,
                    key: object) -> Apply:
+        """Turn a function, schema or assertions description into its APPLY/ASSERT, reusing ``cd``."""
         kind = _names.CONSTRUCTORS.get(constructor) if isinstance(constructor, str) else None
         if kind is None:
             raise FunctionError(f"unknown phase.function {constructor!r} in {display_path(parent, key)}",
                                 at=cd.location, hint="use sd_actors.descriptions.ConstructFunction, "
                                 "ConstructSchema or ConstructAssertions")
-        body = ComponentDescription(parent, location=cd.location)
+        cd.remove("phase.function")
         if kind == _names.CONSTRUCT_FUNCTION:
             function = cd.raw_get("sfFunctionClass")
             if function is None:
                 raise FunctionError(f"{display_path(parent, key)}: a function needs sfFunctionClass",
                                     at=cd.location, hint="extend one of the function templates (sum, concat, …)")
-            body.set("sfFunctionClass", function)
-            for name, value in cd.raw_items():
-                if name not in ("phase.function", "sfFunctionClass"):
-                    body.set(name, value, location=cd.locations.get(name))
-            lazy = cd.raw_get("sfFunctionLazy") is True
-            return Apply("APPLY", body, lazy=lazy, location=cd.location)
+            cd.move_to_front("sfFunctionClass")
+            return Apply("APPLY", cd, lazy=cd.raw_get("sfFunctionLazy") is True, location=cd.location)
         if kind == _names.CONSTRUCT_ASSERTIONS:
-            body.set("sfFunctionClass", _names.function("CheckAssertions"))
-            for name, value in cd.raw_items():
-                if name != "phase.function":
-                    body.set(name, value, location=cd.locations.get(name))
-            return Apply("ASSERT", body, location=cd.location)
+            cd.set("sfFunctionClass", _names.function("CheckAssertions"))
+            cd.move_to_front("sfFunctionClass")
+            return Apply("ASSERT", cd, location=cd.location)
+        phase = cd.raw_get("sfAssertionPhase")
+        for setting in ("sfAssertionPhase", "sfSchemaDescription"):
+            if setting in cd:
+                cd.remove(setting)
         for name, value in cd.raw_items():
-            if name in ("phase.function", "sfAssertionPhase", "sfSchemaDescription"):
-                continue
-            if not isinstance(value, Apply) or value.kind != "APPLY":
+            if type(value) is not Apply or value.kind != "APPLY":
                 raise FunctionError(
                     f"schema element {name!r} of {display_path(parent, key)} must extend a schema entry "
                     f"(Integer, String, Optional…), found {value_kind(value)}",
                     at=cd.locations.get(name, cd.location), hint=f"write {name} extends String; or similar")
             value.body.set("name", name)
-            body.set(name, value, location=cd.locations.get(name))
-        body.set("sfFunctionClass", _names.function("CheckAssertions"))
-        phase = cd.raw_get("sfAssertionPhase")
-        body.set("sfAssertionPhase", phase if isinstance(phase, str) else "dynamic")
-        return Apply("ASSERT", body, location=cd.location)
+        cd.set("sfFunctionClass", _names.function("CheckAssertions"))
+        cd.set("sfAssertionPhase", phase if isinstance(phase, str) else "dynamic")
+        return Apply("ASSERT", cd, location=cd.location)
 
     # ================================================================ user phases
     def user_phase(self, name: str, cd: ComponentDescription | None = None) -> None:
@@ -692,15 +694,17 @@ class Resolver:
         self._link_live.add(id(cd))
         try:
             assertions: list[str] = []
-            for key in list(cd.raw_keys()):
-                if not isinstance(key, str) or key not in cd.raw_keys_set():
+            for key, value in cd.raw_items():
+                kind = type(value)
+                if kind in _PLAIN or type(key) is not str:
                     continue
-                value = cd.raw_get(key)
-                if isinstance(value, ComponentDescription):
-                    self._link(value)
-                elif isinstance(value, Apply) and value.kind == "ASSERT" and not value.lazy:
+                value = cd.raw_get(key, _MISSING)
+                kind = type(value)
+                if kind is ComponentDescription:
+                    self._link(value)  # type: ignore[arg-type]
+                elif kind is Apply and value.kind == "ASSERT" and not value.lazy:  # type: ignore[attr-defined]
                     assertions.append(key)
-                elif isinstance(value, Reference | Apply) or value is TBD:
+                elif kind is Reference or kind is Apply or value is TBD:
                     self._link_attribute(cd, key, value)
             for key in assertions:
                 self._link_attribute(cd, key, cd.raw_get(key))
@@ -743,6 +747,8 @@ class Resolver:
 
 
 _MISSING: Final = object()
+# Values the link phase has nothing to do with.
+_PLAIN: Final = frozenset({str, int, float, bool, type(None), list, bytes, Long, Double})
 
 # Properties every SmartFrog JVM had, read from the machine when -D does not set them.
 STANDARD_PROPERTIES: Final[Mapping[str, Callable[[], str]]] = {
