@@ -37,6 +37,8 @@ def sd_actors_child_terminated(parent: ComponentRef, child: ComponentRef, record
 # Modules of sd-actors that are plugins, registered by make_plugin_manager like third-party ones.
 _BUILTIN_MODULES: Final = (
     "sd_actors.actors._builtin",
+    "sd_actors.actors._supervisor",
+    "sd_actors.plugins._shell",
     "sd_actors.actors.workflow._plugin",
 )
 
