@@ -35,7 +35,7 @@ examples:
   sd-actors parse descriptions/examples/pool.sf
   sd-actors parse pool.sf -I ./lib -D site=cern
   sd-actors parse pool.sf --set computer1:domain1:memory=1024 --set 'computer1:domain1:hostname="web1"'
-  sd-actors parse pool.sf --json | jq '.attributes[].name'
+  sd-actors parse pool.sf --json | jq '.sfConfig.attributes[].name'
   sd-actors parse pool.sf --phases         show the tree after type, place, function, sfConfig, link
 
 Includes are looked up beside the including file, then in each -I folder, then in the

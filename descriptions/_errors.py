@@ -42,6 +42,11 @@ class DescriptionError(Exception):
         self.hint = hint
         super().__init__(self.render())
 
+    def attach_source_line(self, line: str) -> None:
+        """Add the source line (for descriptions parsed from strings) and refresh the message."""
+        self.source_line = line
+        self.args = (self.render(),)
+
     def render(self) -> str:
         """The compiler-style report: ``path:line:col: message``, the line, a caret, the hint."""
         head = f"{self.location}: {self.message}" if self.location else self.message

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import bisect
+import math
 import re
+import struct
 from pathlib import Path
 from typing import Final, NamedTuple
 
@@ -161,6 +163,9 @@ def _bad_character(source: SourceText, pos: int) -> DescriptionError:
 
 
 def _integer(source: SourceText, lexeme: str, pos: int) -> int:
+    if len(lexeme) > 40:  # far beyond any Long; also keeps int() away from its digit limit
+        raise source.error(DescriptionSyntaxError, f"number of {len(lexeme)} digits is out of range", pos,
+                           "an Integer holds 10 digits and a Long 19; write big values as strings")
     if lexeme[-1] in "lL":
         value = int(lexeme[:-1])
         if not LONG_MIN <= value <= LONG_MAX:
@@ -180,9 +185,16 @@ def _float(lexeme: str) -> float:
     suffix = lexeme[-1]
     if suffix in "dD":
         return Double(lexeme[:-1])
-    if suffix in "fF":
-        return float(lexeme[:-1])
-    return float(lexeme)
+    # A Float holds 32 bits, as in Java: 0.1f is the float nearest 0.1, and prints back as 0.1.
+    return to_float32(float(lexeme[:-1] if suffix in "fF" else lexeme))
+
+
+def to_float32(value: float) -> float:
+    """``value`` rounded to the nearest 32-bit float (infinite when out of its range)."""
+    try:
+        return float(struct.unpack("f", struct.pack("f", value))[0])
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
 def _unescape(source: SourceText, body: str, offset: int) -> str:

@@ -254,9 +254,13 @@ class _Parser:
                 key = PlacementSlot(tuple(parts), self.location(token))
                 self.context.placements += 1
         else:
-            raise self.unexpected(token, "an attribute name",
-                                  "attribute names are words, quoted strings or --"
-                                  if token.kind != "}" else "this '}' closes nothing")
+            if token.kind in NARY_OPERATORS or token.kind in BINARY_OPERATORS:
+                hint = "operators are only allowed inside parentheses: write (a + b)"
+            elif token.kind == "}":
+                hint = "this '}' closes nothing"
+            else:
+                hint = "attribute names are words, quoted strings or --"
+            raise self.unexpected(token, "an attribute name", hint)
         value = self.parse_value(cd)
         cd.set(key, value, tags=tags or frozenset(), location=self.location(token))
 
@@ -418,9 +422,9 @@ class _Parser:
             self.enter(token)
             items: list[object] = []
             if not self.at("|]"):
-                items.append(self.parse_primitive(parent))
+                items.append(self.parse_literal_item(parent))
                 while self.accept(","):
-                    items.append(self.parse_primitive(parent))
+                    items.append(self.parse_literal_item(parent))
             self.expect("|]", "',' or '|]' in a literal vector",
                         "literal vectors [| |] hold only literal values; use [ ] for references")
             self.leave()
@@ -429,6 +433,13 @@ class _Parser:
             raise self.source.error(DescriptionSyntaxError, "VAR constraint variables are not supported",
                                     token.offset, "give the attribute a value")
         raise self.unexpected(token, "a value")
+
+    def parse_literal_item(self, parent: ComponentDescription) -> object:
+        token = self.peek()
+        if token.kind in _REFERENCE_STARTS or token.kind in ("(", "[", "LAZY", "IF", "SWITCH", "OPTIONAL"):
+            raise self.unexpected(token, "a literal value in [| |]",
+                                  "literal vectors [| |] hold only literal values; use [ ] for references")
+        return self.parse_primitive(parent)
 
     def function_cd(self, parent: ComponentDescription, short: str, token: Token) -> ComponentDescription:
         cd = ComponentDescription(parent, location=self.location(token))

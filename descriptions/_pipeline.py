@@ -6,7 +6,7 @@ import gc
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from sd_actors.descriptions._errors import DescriptionError, PlacementError, SourceLocation
+from sd_actors.descriptions._errors import DescriptionError, NestingTooDeep, PlacementError, SourceLocation
 from sd_actors.descriptions._lexer import SourceText, tokenize
 from sd_actors.descriptions._model import ComponentDescription
 from sd_actors.descriptions._parser import ParseContext, _Parser, parse_path, parse_text
@@ -67,8 +67,18 @@ def parse_string(
 ) -> ComponentDescription:
     """Like :func:`parse_file`, for a description held in a string."""
     context = ParseContext(include_dirs=tuple(Path(d) for d in include_dirs), use_library=use_library)
-    return _guarded(lambda: _resolve(parse_text(text, filename, context), properties, overrides, environment,
-                                     observe, has_placements=context.placements > 0))
+    try:
+        return _guarded(lambda: _resolve(parse_text(text, filename, context), properties, overrides, environment,
+                                         observe, has_placements=context.placements > 0))
+    except DescriptionError as error:
+        # Errors found after parsing carry only a location; a file's line is read back from disk,
+        # a string's line from the string.
+        location = error.location
+        if error.source_line is None and location is not None and location.path == filename:
+            lines = text.splitlines()
+            if 0 < location.line <= len(lines):
+                error.attach_source_line(lines[location.line - 1])
+        raise
 
 
 def parse_root(
@@ -101,8 +111,9 @@ def _guarded(run: Callable[[], ComponentDescription]) -> ComponentDescription:
     try:
         return run()
     except RecursionError:
-        raise DescriptionError("the description is nested or chained too deeply to resolve",
-                               hint="flatten deep nesting and long chains of links") from None
+        raise NestingTooDeep("the description is nested or chained too deeply to resolve (links, prototypes "
+                             "or functions that depend on each other more than about 150 levels deep)",
+                             hint="shorten the chain: let the ends refer to each other directly") from None
     finally:
         if collecting:
             gc.enable()
@@ -166,8 +177,7 @@ def _run_phase(resolver: Resolver, phase: str, current: ComponentDescription) ->
 def _apply_overrides(root: ComponentDescription, overrides: Mapping[str, str]) -> None:
     """``--set a:b=value``: put ``value`` at ``sfConfig:a:b`` (the last component must exist)."""
     for path, text in overrides.items():
-        names = [n for n in path.replace("/", ":").replace(".", ":").split(":") if n] if ":" in path or "/" in path \
-            else [path]
+        names = [n for n in path.split(":") if n]
         if names and names[0] == "sfConfig":
             names = names[1:]
         if not names:

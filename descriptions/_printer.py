@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Final
 
@@ -52,7 +53,9 @@ def format_part(part: RefPart, *, first: bool) -> str:
     if part.name is None:
         return part.kind
     name = format_name(part.name)
-    if (part.kind == ATTRIB and first) or (part.kind == HERE and not first):
+    bare = (part.kind == ATTRIB and first) or (part.kind == HERE and not first)
+    # A quoted name is only allowed after a keyword (ATTRIB "a b"), never as a bare part.
+    if bare and not name.startswith('"'):
         return name
     return f"{part.kind} {name}"
 
@@ -71,10 +74,14 @@ def format_value(value: object, indent: int = 0) -> str:
         return f"{int(value)}L"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, Double):
-        return java_float_text(value, single=False) + "D"
     if isinstance(value, float):
-        return java_float_text(value, single=True)
+        double = isinstance(value, Double)
+        if math.isfinite(value):
+            return java_float_text(value, single=not double) + ("D" if double else "")
+        # The notation has no literal for these: an expression that evaluates to the same value.
+        zero = "0.0D" if double else "0.0"
+        numerator = "0.0" if math.isnan(value) else ("1.0" if value > 0 else "-1.0")
+        return f"({numerator}{'D' if double else ''} / {zero})"
     if value is None:
         return "NULL"
     if value is TBD:
@@ -82,7 +89,10 @@ def format_value(value: object, indent: int = 0) -> str:
     if isinstance(value, bytes):
         return "#HEX#" + value.hex().upper() + "#"
     if isinstance(value, list):
-        return "[|" + ", ".join(format_value(v, indent) for v in value) + "|]"
+        if all(_is_literal(v) for v in value):
+            return "[|" + ", ".join(format_value(v, indent) for v in value) + "|]"
+        # A literal vector holds only literals: anything else goes in a vector expression.
+        return "[" + ", ".join(_in_expression(v, indent) for v in value) + "]"
     if isinstance(value, Reference):
         text = format_reference_path(value)
         if value.optional:
@@ -98,6 +108,21 @@ def format_value(value: object, indent: int = 0) -> str:
     if isinstance(value, ComponentDescription):
         return "extends " + ("" if value.eager else "DATA ") + _block(value, indent)
     return repr(value)
+
+
+def _is_literal(value: object) -> bool:
+    if isinstance(value, list):
+        return all(_is_literal(v) for v in value)
+    if isinstance(value, Reference):
+        return value.data
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return not isinstance(value, ComponentDescription | Apply)
+
+
+def _in_expression(value: object, indent: int) -> str:
+    text = format_value(value, indent)
+    return f"({text})" if isinstance(value, ComponentDescription) else text
 
 
 def _block(cd: ComponentDescription, indent: int) -> str:

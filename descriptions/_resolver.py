@@ -6,6 +6,7 @@ import getpass
 import importlib
 import os
 import platform
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from sd_actors.descriptions._errors import (
     DescriptionError,
     FinalAttributeOverridden,
     FunctionError,
+    NestingTooDeep,
     PlacementError,
     PropertyMissing,
     SchemaViolation,
@@ -252,8 +254,8 @@ class Resolver:
                 if python_constant is not _MISSING:
                     return python_constant
                 raise _Unresolved(f"unknown CONSTANT {name!r}",
-                                  close_match_hint(name, CONSTANTS, otherwise="CONSTANT names a constant of an "
-                                                   "importable Python module (\"os.sep\") or one of: "
+                                  close_match_hint(name, CONSTANTS, otherwise="CONSTANT names a constant of a "
+                                                   "loaded Python module (\"os.sep\") or one of: "
                                                    + ", ".join(sorted(CONSTANTS))))
             return CONSTANTS[name]
         if part.kind in (HOST, PROCESS):
@@ -592,8 +594,10 @@ class Resolver:
         except (_Unresolved, _Lazy) as failure:
             return failure.message if isinstance(failure, _Unresolved) else "it passes through a LAZY reference"
         if not isinstance(target, ComponentDescription):
-            raise PlacementError(f"cannot place {':'.join(slot.parts)!r}: {prefix.path_text()} is a "
-                                 f"{value_kind(target)}, not a component description", at=slot.location,
+            kind = value_kind(target)
+            article = "an" if kind[0] in "AEIOU" else "a"
+            raise PlacementError(f"cannot place {':'.join(slot.parts)!r}: {':'.join(slot.parts[:-1])} is "
+                                 f"{article} {kind}, not a component description", at=slot.location,
                                  hint="attributes can only be placed into component descriptions")
         name = slot.parts[-1]
         if name in target and "sfFinal" in target.tags(name):
@@ -726,8 +730,9 @@ class Resolver:
                                              hint=failure.hint))
             return
         except RecursionError:
-            raise CyclicReference(f"{display_path(cd, key)}: links are chained too deeply",
-                                  at=_location_of(cd, key), hint="shorten the chain of links") from None
+            raise NestingTooDeep(f"{display_path(cd, key)}: links, functions or prototypes depend on each other "
+                                 "more than about 150 levels deep", at=_location_of(cd, key),
+                                 hint="shorten the chain: let the ends refer to each other directly") from None
         if isinstance(result, ComponentDescription):
             self._check_containment(cd, key, result)
             if result.parent is None:
@@ -768,11 +773,9 @@ STANDARD_PROPERTIES: Final[Mapping[str, Callable[[], str]]] = {
 def _python_constant(name: str) -> object:
     """``CONSTANT "package.module.NAME"``: a module-level constant of an importable Python module."""
     module_name, _, attribute = name.rpartition(".")
-    if not module_name or not attribute:
-        return _MISSING
-    try:
-        module = importlib.import_module(module_name)
-    except (ImportError, ValueError):
+    # Only modules already loaded: resolving a description must never import (run) code.
+    module = sys.modules.get(module_name)
+    if module is None or not attribute:
         return _MISSING
     value = getattr(module, attribute, _MISSING)
     if isinstance(value, str | int | float | bool) or value is None:

@@ -203,8 +203,6 @@ def test_dash_i_adds_a_folder_to_look_for_includes_in(tmp_path: Path) -> None:
     assert parse_string(result.stdout)["size"] == 3
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: --set splits a path containing ':' at '.' too, so vm:test.timeout "
-                   "looks for a component 'test' (test.timeout is one WORD); without ':' the dot is kept")
 def test_set_reaches_an_attribute_whose_name_has_a_dot(tmp_path: Path) -> None:
     source = write(tmp_path, "vm.sf", "sfConfig extends {\n  vm extends {\n    test.timeout 1;\n  }\n}\n")
 
@@ -305,8 +303,6 @@ def test_parse_help_names_every_option() -> None:
         assert option in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the jq example in 'parse --help' selects .attributes[].name, but the "
-                   "JSON document is {\"sfConfig\": {...}}: it selects nothing (.sfConfig.attributes[].name would)")
 def test_the_jq_example_in_parse_help_selects_the_attribute_names() -> None:
     example = re.search(r"--json \| jq '([^']*)'", sd_actors("parse", "--help").stdout)
     assert example is not None

@@ -208,10 +208,7 @@ BROKEN: dict[str, Broken] = {
 
 
 # Cases whose hint is written in the parser but not given: bugs to fix, kept in the table.
-KNOWN_BUGS: dict[str, str] = {
-    "reference inside a literal vector": "BUG: a reference inside [| |] gets no hint: parse_primitive raises "
-    "'expected a value' before the '|]' hint about references can be given",
-}
+KNOWN_BUGS: dict[str, str] = {}
 CASES = [
     pytest.param(case, id=name, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[name])]
                  if name in KNOWN_BUGS else [])
@@ -336,8 +333,6 @@ def test_following_the_tbd_hint_fixes_the_description() -> None:
     assert attribute(config, "web:vm:memory") == 1024
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: overrides split a path containing ':' at '.' too, so the path the "
-                   "TBD hint gives for a name with a dot (test.timeout is one WORD) names a component 'test'")
 def test_following_the_tbd_hint_fixes_an_attribute_whose_name_has_a_dot() -> None:
     text = "sfConfig extends {\n  web extends {\n    test.timeout TBD;\n  }\n}\n"
     with pytest.raises(UnresolvedTBD) as excinfo:
@@ -385,8 +380,6 @@ def test_the_failed_assertion_is_named() -> None:
     assert "big: evaluates to false" in excinfo.value.message
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: errors found after parsing (type, place, link phases) of a description "
-                   "given as a string carry no source_line, so render() shows no line and no caret")
 def test_an_error_found_while_resolving_a_string_shows_the_source_line() -> None:
     text = "sfConfig extends {\n  port 80;\n  x prot;\n}\n"
 
@@ -397,8 +390,6 @@ def test_an_error_found_while_resolving_a_string_shows_the_source_line() -> None
     assert excinfo.value.render().splitlines()[2] == "      ^"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: for 'a 1 + 2;' the parser's hint about attribute names pre-empts "
-                   "the hint about operators, which unexpected() has but never gets to give here")
 def test_an_operator_outside_parentheses_gets_the_hint_to_add_them() -> None:
     with pytest.raises(DescriptionSyntaxError) as excinfo:
         parse_string("sfConfig extends {\n  a 1 + 2;\n}\n")
@@ -407,8 +398,6 @@ def test_an_operator_outside_parentheses_gets_the_hint_to_add_them() -> None:
     assert excinfo.value.hint == "operators are only allowed inside parentheses: write (a + b)"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the placement error shows the internal reference form 'HERE c' "
-                   "and says 'a Integer'")
 def test_a_placement_into_a_non_component_names_the_target_as_written() -> None:
     with pytest.raises(PlacementError) as excinfo:
         parse_string("sfConfig extends {\n  c 3;\n  c:d 4;\n}\n")

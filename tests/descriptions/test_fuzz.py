@@ -18,7 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sd_actors.descriptions import ComponentDescription, CyclicReference, DescriptionError, parse_file, parse_string
+from sd_actors.descriptions import (
+    ComponentDescription,
+    CyclicReference,
+    DescriptionError,
+    NestingTooDeep,
+    parse_file,
+    parse_string,
+)
 
 EXAMPLES: Final = Path(str(importlib.resources.files("sd_actors.descriptions") / "examples"))
 EXAMPLE_TEXTS: Final = {path.name: path.read_text(encoding="utf-8") for path in sorted(EXAMPLES.glob("*.sf"))}
@@ -237,11 +244,7 @@ PATHOLOGICAL: Final = {
     "a 5,000-digit Long": "sfConfig extends { a " + "9" * 5_000 + "L; }\n",
     "a 5,000-digit decimal": "sfConfig extends { a " + "9" * 5_000 + ".5D; }\n",
 }
-_HUGE_INTEGER_BUG: Final = (
-    "BUG: an integer literal of more than 4,300 digits raises ValueError (Python's int() digit limit) "
-    "from the lexer instead of DescriptionSyntaxError 'out of range'"
-)
-KNOWN_BUGS: Final = {"a 5,000-digit number": _HUGE_INTEGER_BUG, "a 5,000-digit Long": _HUGE_INTEGER_BUG}
+KNOWN_BUGS: Final[dict[str, str]] = {}
 
 
 @pytest.mark.parametrize("text", [
@@ -275,9 +278,9 @@ def test_nesting_too_deep_is_reported_where_the_limit_is_crossed() -> None:
     assert excinfo.value.hint
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a chain of more than about 150 links (a0 a1; a1 a2; ...) is reported "
-                   "as CyclicReference 'links are chained too deeply' although it has no cycle: the link phase "
-                   "recurses once per link")
+@pytest.mark.xfail(strict=True, raises=NestingTooDeep,
+                   reason="LIMIT: links are followed recursively; a chain longer than about 150 links is "
+                   "refused with NestingTooDeep (documented in descriptions/README.md)")
 def test_a_long_chain_of_links_without_a_cycle_resolves_to_the_value_at_its_end() -> None:
     text = "sfConfig extends {\n" + "".join(f"a{i} a{i + 1};\n" for i in range(1_000)) + "a1000 42;\n}\n"
 
@@ -286,8 +289,9 @@ def test_a_long_chain_of_links_without_a_cycle_resolves_to_the_value_at_its_end(
     assert config["a0"] == 42
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a chain of about 1,000 prototypes (P0 extends P1, P1 extends P2, ...) "
-                   "fails with a bare DescriptionError without location (a RecursionError caught in _guarded)")
+@pytest.mark.xfail(strict=True, raises=NestingTooDeep,
+                   reason="LIMIT: prototypes are resolved recursively; a chain of about 1,000 is refused with "
+                   "NestingTooDeep (documented in descriptions/README.md)")
 def test_a_long_chain_of_prototypes_resolves() -> None:
     text = "".join(f"P{i} extends P{i + 1} {{ x{i} {i}; }}\n" for i in range(1_000)) + \
         "P1000 extends {}\nsfConfig extends P0;\n"

@@ -244,9 +244,7 @@ def test_a_resolved_conformance_case_prints_as_text_that_parses_back_to_the_same
     assert again == config
 
 
-# ---------------------------------------------------------------------------------------- known bugs
-@pytest.mark.xfail(strict=True, reason="BUG: a reference part with a name that is not a WORD prints bare "
-                   "(LAZY \"a b\", LAZY a:\"b c\"), which does not parse; it needs ATTRIB/HERE before the quoted name")
+# ------------------------------------------------------------------ values that need a special printing
 @pytest.mark.parametrize("text", ['LAZY ATTRIB "a b"', 'LAZY a:HERE "b c"', 'DATA ATTRIB "LAZY"'],
                          ids=["ATTRIB first", "HERE later", "keyword name"])
 def test_a_reference_through_a_quoted_name_survives_the_round_trip(text: str) -> None:
@@ -257,8 +255,6 @@ def test_a_reference_through_a_quoted_name_survives_the_round_trip(text: str) ->
     assert again == config
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a Float with more digits than 32 bits hold (0.123456789f) is kept as "
-                   "the 64-bit 0.123456789 but printed with 32-bit precision as 0.12345679: another value")
 def test_a_float_with_many_digits_survives_the_round_trip() -> None:
     config = parse_string("sfConfig extends {\n  x 0.123456789f;\n}\n")
 
@@ -267,8 +263,6 @@ def test_a_float_with_many_digits_survives_the_round_trip() -> None:
     assert again == config
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: infinite Floats and Doubles (from 1e999D, (1.0 / 0.0), "
-                   "(1e308D * 10.0D)) print as Infinity / InfinityD, which parse as references")
 @pytest.mark.parametrize("expression", ["1e999D", "(1.0 / 0.0)", "(1e308D * 10.0D)", "(-1.0f / 0.0f)"])
 def test_an_infinite_number_survives_the_round_trip(expression: str) -> None:
     config = parse_string(f"sfConfig extends {{\n  x {expression};\n}}\n")
@@ -278,7 +272,6 @@ def test_an_infinite_number_survives_the_round_trip(expression: str) -> None:
     assert again == config
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a NaN Float ((0.0 / 0.0)) prints as NaN, which parses as a reference")
 def test_a_nan_float_survives_the_round_trip_as_a_nan_float() -> None:
     config = parse_string("sfConfig extends {\n  x (0.0 / 0.0);\n}\n")
 
@@ -290,8 +283,6 @@ def test_a_nan_float_survives_the_round_trip_as_a_nan_float() -> None:
     assert math.isnan(value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a vector holding a component ([c]) prints as [|extends {...}|], "
-                   "which does not parse: literal vectors hold only literals")
 def test_a_vector_holding_a_component_survives_the_round_trip() -> None:
     config = parse_string("sfConfig extends {\n  c extends {\n    a 1;\n  }\n  x [c];\n}\n")
 
