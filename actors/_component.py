@@ -154,6 +154,23 @@ class ComponentContext:
         """Ask for this component's termination; it happens after the current call returns."""
         self._runtime.request_termination(self.ref, record)
 
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` in this component's actor thread, after the messages already queued."""
+        self._runtime.call_soon(self.ref, callback)
+
+    def now(self) -> float:
+        """The System clock's time, in seconds (a FakeClock's in tests)."""
+        return self._runtime.clock.now()
+
+    @property
+    def termination_requested(self) -> bool:
+        """True once someone asked for this component's termination: a long call should stop."""
+        return self.ref.termination_requested.is_set()
+
+    def set_attribute(self, name: str, value: object) -> None:
+        """Add or replace an attribute of this running component (SmartFrog's sfReplaceAttribute)."""
+        self.ref.description.set(name, value)
+
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` in this component's actor thread after ``delay`` seconds of the System's clock."""
         return self._runtime.call_later(self.ref, delay, callback)

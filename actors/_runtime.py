@@ -67,7 +67,10 @@ class ComponentRef:
         self.record: TerminationRecord | None = None
         self.component: Component | None = None
         self.actor_ref: pykka.ActorRef[Any] | None = None
+        self.actor: ComponentActor | None = None
         self.abandoned = False
+        # Set before a termination is queued, so a component busy in a long call can notice it.
+        self.termination_requested = threading.Event()
         self._runtime = runtime
         sf_class = description.get("sfClass")
         self.component_class = sf_class if isinstance(sf_class, str) else ""
@@ -104,9 +107,18 @@ class ComponentRef:
         return self._ask(RunInActor(run), timeout=timeout)
 
     def terminate(self, record: TerminationRecord | None = None) -> None:
-        """Terminate this component (and its subtree); its parent is told, as in SmartFrog."""
+        """Terminate this component (and its subtree) and wait; its parent is told, as in SmartFrog.
+
+        From inside a component, terminating itself or an ancestor this way would wait for itself:
+        use :meth:`terminate_nowait` there.
+        """
         self._runtime.terminate_component(self, record or TerminationRecord.normal("terminated on request", self.path),
                                           notify_parent=True)
+
+    def terminate_nowait(self, record: TerminationRecord | None = None, *, notify_parent: bool = True) -> None:
+        """Ask for this component's termination without waiting for it."""
+        self._runtime.request_termination(
+            self, record or TerminationRecord.normal("terminated on request", self.path), notify_parent=notify_parent)
 
     def _ask(self, message: object, timeout: float | None = None) -> Any:
         if self.actor_ref is None:
@@ -201,6 +213,7 @@ class ComponentActor(PooledActor):
         if ref.state is None or ref.state is State.TERMINATING or ref.state.is_final:
             if ref.state is None:
                 self.runtime.finish(ref, record, notify_parent=False)
+            if ref.state is not State.TERMINATING:
                 self.stop()
             return
         self.runtime.set_state(ref, State.TERMINATING)
@@ -278,7 +291,7 @@ class LivenessMonitor:
             missed += 1
             if missed >= factor:
                 self._runtime.report_failure(ref, TerminationRecord.abnormal(
-                    f"liveness: no answer to {missed} pings in {missed * delay:g} s "
+                    f"liveness: no answer to a ping for {missed * delay:g} s "
                     f"(sfLivenessDelay {delay:g}, sfLivenessFactor {factor})", ref.path, "hung"))
                 return
         else:
@@ -350,8 +363,11 @@ class Runtime:
         self.liveness = LivenessMonitor(self)
         self.changed = threading.Condition()
         self.components: dict[tuple[str, ...], ComponentRef] = {}
-        self._by_description: dict[int, ComponentRef] = {}
+        # Running components by the identity of their description. One description may be deployed
+        # more than once (Retry, Repeat, the same description in two apps): all are kept.
+        self._by_description: dict[int, list[ComponentRef]] = {}
         self.apps: dict[str, ComponentRef] = {}
+        self._deploying: set[str] = set()
         self.app_records: dict[str, TerminationRecord] = {}
         self.actors: list[ComponentActor] = []
         self.process_ref = ComponentRef((), ComponentDescription(), None, self)
@@ -364,6 +380,7 @@ class Runtime:
     def _start_actor(self, ref: ComponentRef, actor: ComponentActor) -> None:
         # Started without pykka's process-wide ActorRegistry: Systems must never see each other.
         ref.actor_ref = actor.actor_ref
+        ref.actor = actor
         with self.changed:
             self.actors.append(actor)
         actor.start_on_pool()
@@ -392,7 +409,7 @@ class Runtime:
         ref = ComponentRef(path, description, parent, self)
         with self.changed:
             self.components[path] = ref
-            self._by_description[id(description)] = ref
+            self._by_description.setdefault(id(description), []).append(ref)
         parent.children.append(ref)
         actor = ComponentActor(ref, self, self.component_type(ref))
         self._start_actor(ref, actor)
@@ -432,13 +449,16 @@ class Runtime:
     def deploy_application(self, name: str, description: ComponentDescription) -> ComponentRef:
         """A new application under the process (what System.deploy and the Run workflow do)."""
         with self.changed:
+            if name in self._deploying:
+                raise DeploymentError(f"an application named {name!r} is already running (it is being deployed); "
+                                      "terminate it first or choose another name")
             existing = self.apps.get(name)
             if existing is not None and (existing.alive or existing.state is State.TERMINATING):
                 raise DeploymentError(f"an application named {name!r} is already running; "
                                       "terminate it first or choose another name")
-            stale = self.components.get((name,))
-            if stale is not None:
-                _forget_tree(self, stale)
+            self._deploying.add(name)
+            if existing is not None:
+                self.forget_tree(existing)
         root: ComponentRef | None = None
         try:
             root = self.create_child(self.process_ref, name, description)
@@ -456,7 +476,22 @@ class Runtime:
                 self.terminate_component(root, failure.record, notify_parent=False)
                 self.app_finished(root, failure.record)
             raise failure from None
+        finally:
+            with self.changed:
+                self._deploying.discard(name)
         return root
+
+    def forget_tree(self, ref: ComponentRef) -> None:
+        """Drop a finished component and its subtree from the System's books (its name may be reused)."""
+        for child in list(ref.children):
+            self.forget_tree(child)
+        if self.components.get(ref.path) is ref:
+            del self.components[ref.path]
+        refs = self._by_description.get(id(ref.description))
+        if refs is not None and ref in refs:
+            refs.remove(ref)
+            if not refs:
+                del self._by_description[id(ref.description)]
 
     # -- state and events ----------------------------------------------------------------------
     def set_state(self, ref: ComponentRef, state: State, record: TerminationRecord | None = None) -> None:
@@ -471,6 +506,9 @@ class Runtime:
 
     def finish(self, ref: ComponentRef, record: TerminationRecord, *, notify_parent: bool) -> None:
         """The component's termination is complete: final state, event, and the parent told."""
+        with self.changed:
+            if ref.actor in self.actors:
+                self.actors.remove(ref.actor)
         if ref.abandoned:
             return
         self.set_state(ref, State.TERMINATED if record.is_normal else State.FAILED, record)
@@ -498,6 +536,7 @@ class Runtime:
         """Terminate ``ref`` and wait; one that does not finish in time is stopped forcibly."""
         if ref.actor_ref is None or ref.abandoned:
             return
+        ref.termination_requested.set()
         try:
             future = ref.actor_ref.ask(TerminateComponent(record=record, notify_parent=notify_parent), block=False)
         except pykka.ActorDeadError:
@@ -515,6 +554,7 @@ class Runtime:
             for child in children:
                 if child.actor_ref is None or child.abandoned:
                     continue
+                child.termination_requested.set()
                 try:
                     pending.append((child, child.actor_ref.ask(
                         TerminateComponent(record=record, notify_parent=False), block=False)))
@@ -527,10 +567,13 @@ class Runtime:
 
     def _await_termination(self, pending: list[tuple[ComponentRef, pykka.Future[Any]]],
                            record: TerminationRecord) -> None:
-        deadline = self.clock_deadline()
+        # A component's own terminate() gets terminate_timeout; one with children also gets the time
+        # its children may take, so a hung grandchild is blamed alone, not every ancestor above it.
+        start = _monotonic()
+        deadlines = {id(ref): start + self._budget(ref) for ref, _ in pending}
         for ref, future in pending:
             try:
-                future.get(timeout=max(deadline - _monotonic(), 0.0))
+                future.get(timeout=max(deadlines[id(ref)] - _monotonic(), 0.0))
             except pykka.Timeout:
                 self._abandon(ref)
             except pykka.ActorDeadError:
@@ -538,8 +581,13 @@ class Runtime:
             except Exception:  # terminate() itself is guarded; anything else is a runtime bug
                 logger.exception("%s: terminating failed", ref.name_text)
 
-    def clock_deadline(self) -> float:
-        return _monotonic() + self.terminate_timeout
+    def _budget(self, ref: ComponentRef) -> float:
+        """The longest ``ref`` may take to terminate: its own terminate() plus its children's turns."""
+        children = [self._budget(c) for c in ref.children if not c.abandoned and not (c.state and c.state.is_final)]
+        if not children:
+            return self.terminate_timeout
+        sequential = ref.description.get("sfSyncTerminate") is True
+        return self.terminate_timeout + (sum(children) if sequential else max(children))
 
     def _abandon(self, ref: ComponentRef) -> None:
         """A component that did not finish terminating in time: recorded as failed, never waited for."""
@@ -568,9 +616,16 @@ class Runtime:
         except pykka.ActorDeadError:
             logger.warning("%s failed but its parent is gone: %s", ref.name_text, record)
 
-    def request_termination(self, ref: ComponentRef, record: TerminationRecord) -> None:
+    def request_termination(self, ref: ComponentRef, record: TerminationRecord, *, notify_parent: bool = True) -> None:
+        ref.termination_requested.set()
         if ref.actor_ref is not None:
-            ref.actor_ref.tell(TerminateComponent(record=record, notify_parent=True))
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.actor_ref.tell(TerminateComponent(record=record, notify_parent=notify_parent))
+
+    def call_soon(self, ref: ComponentRef, callback: Callable[[], None]) -> None:
+        if ref.actor_ref is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.actor_ref.tell(RunInActor(callback))
 
     def call_later(self, ref: ComponentRef, delay: float, callback: Callable[[], None]) -> Timer:
         def deliver() -> None:
@@ -584,13 +639,32 @@ class Runtime:
     def resolve_link(self, reference: Reference, start: ComponentRef) -> object:
         """Resolve ``reference`` from ``start``'s description: a value, or the running component it names."""
         value = self._walk(reference, start.description, start)
+        if value is self.process_ref.description:
+            return self.process_ref
         if isinstance(value, ComponentDescription):
-            target = self._by_description.get(id(value))
+            target = self.component_for(value, start)
             if target is None:
                 raise LinkError(f"{start.name_text}: LAZY {reference.path_text()} names a description that is "
                                 "not a running component")
             return target
         return value
+
+    def component_for(self, description: ComponentDescription, start: ComponentRef) -> ComponentRef | None:
+        """The running component made from ``description`` that is closest to ``start``."""
+        with self.changed:
+            candidates = [ref for ref in self._by_description.get(id(description), ()) if ref.state is not None]
+        if not candidates:
+            return None
+
+        def closeness(ref: ComponentRef) -> tuple[bool, int, int]:
+            shared = 0
+            for mine, theirs in zip(start.path, ref.path, strict=False):
+                if mine != theirs:
+                    break
+                shared += 1
+            return (ref.alive, shared, candidates.index(ref))
+
+        return max(candidates, key=closeness)
 
     def _walk(self, reference: Reference, cd: ComponentDescription, start: ComponentRef,
               depth: int = 0) -> object:
@@ -615,12 +689,18 @@ class Runtime:
             return cd.parent
         if kind == "THIS":
             return cd
+        if cd is self.process_ref.description and kind in ("ATTRIB", "HERE"):
+            app = self.apps.get(name)
+            if app is None:
+                raise LinkError(f"{start.name_text}: LAZY {reference.path_text()}: no application {name!r} on "
+                                f"{self.host}; running: {', '.join(sorted(self.apps)) or 'none'}")
+            return app.description
         if kind in ("ATTRIB", "HERE"):
             holder: ComponentDescription | None = cd
             while holder is not None and name not in holder:
                 holder = holder.parent if kind == "ATTRIB" else None
             if holder is None:
-                target = self._by_description.get(id(cd))
+                target = self.component_for(cd, start)
                 where = target.name_text if target else start.name_text
                 raise LinkError(f"{start.name_text}: LAZY {reference.path_text()} names nothing: no attribute "
                                 f"{name!r} in {where} or its enclosing components")
@@ -665,10 +745,6 @@ class Runtime:
         return [t.name for t in self.pool.close(timeout)]
 
 
-def _forget_tree(runtime: Runtime, ref: ComponentRef) -> None:
-    for child in ref.children:
-        _forget_tree(runtime, child)
-    runtime.components.pop(ref.path, None)
 
 
 def _forget(parent: ComponentRef, child: ComponentRef) -> None:

@@ -66,7 +66,10 @@ class System:
     def deploy_nowait(self, description: ComponentDescription | ComponentSpec | str | Path, *, name: str,
                       include_dirs: Sequence[str | Path] = ()) -> concurrent.futures.Future[ComponentRef]:
         """Like :meth:`deploy`, in the background; the future can be awaited from asyncio."""
-        return self._executor.submit(self.deploy, description, name=name, include_dirs=include_dirs)
+        with self._deploy_lock:
+            if self._closed:
+                raise DeploymentError("the System is closed")
+            return self._executor.submit(self.deploy, description, name=name, include_dirs=include_dirs)
 
     async def deploy_async(self, description: ComponentDescription | ComponentSpec | str | Path, *, name: str,
                            include_dirs: Sequence[str | Path] = ()) -> ComponentRef:

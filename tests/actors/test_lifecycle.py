@@ -25,7 +25,6 @@ from sd_actors.actors import (
     Compound,
     DeploymentError,
     LifecycleEvent,
-    LinkError,
     Prim,
     State,
     System,
@@ -425,11 +424,6 @@ def test_a_lazy_link_to_an_attribute_resolves_to_its_value(system: System) -> No
     assert port == 8080
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="BUG: Runtime._by_description maps a description object (by id) to the last component created from "
-    "it, so when one description is deployed twice every LAZY link of the first application resolves into the "
-    "second (and, once that one ended, to its terminated components); Retry and Repeat redeploy one description")
 def test_applications_deployed_from_one_description_each_resolve_lazy_links_within_themselves(
         system: System) -> None:
     description = parse_string(LINKED)
@@ -441,11 +435,6 @@ def test_applications_deployed_from_one_description_each_resolve_lazy_links_with
     assert peer is system.lookup("first:server")
 
 
-@pytest.mark.xfail(
-    strict=True, raises=LinkError,
-    reason="BUG: the process's description is empty, so LAZY HOST and LAZY PROCESS links never reach an "
-    "application of the System (SmartFrog's Terminator names its target as LAZY HOST h:app), and the LinkError "
-    "says the attribute is missing in the linking component")
 @pytest.mark.parametrize("link", ["LAZY HOST localhost:other:web", "LAZY PROCESS:other:web"], ids=["host", "process"])
 def test_a_lazy_link_through_the_process_reaches_a_component_of_another_application(system: System, link: str) -> None:
     system.deploy(parse_string(TYPES + "sfConfig extends Compound { web extends RecordingPrim; }"), name="other")
@@ -478,11 +467,6 @@ def test_an_application_name_can_be_used_again_once_that_application_terminated(
     assert system.lookup("app") is second
 
 
-@pytest.mark.xfail(
-    strict=True, raises=pytest.fail.Exception,
-    reason="BUG: deploy_application checks the name against System.apps, which only holds the root once "
-    "create_child returned: a second deploy of the name while the first is creating its components is accepted "
-    "and two applications run under one name")
 def test_an_application_name_is_refused_while_that_application_is_still_being_created(
         system: System, journal: Journal) -> None:
     first = system.deploy_nowait(ComponentSpec("test.SlowToCreate"), name="app")

@@ -112,9 +112,6 @@ def test_a_closed_system_refuses_deployments_with_a_deployment_error() -> None:
         system.deploy(ComponentSpec(PRIM), name="late")
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="BUG: deploy_nowait (and so deploy_async) on a closed System raise the executor's "
-                   "RuntimeError 'cannot schedule new futures after shutdown', not DeploymentError")
 def test_a_closed_system_refuses_background_deployments_with_a_deployment_error() -> None:
     with quiet_system() as system:
         pass
@@ -226,10 +223,6 @@ def test_a_subscriber_that_raises_does_not_break_the_lifecycle(caplog: pytest.Lo
 # -- memory ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: Runtime.actors and Runtime._by_description keep every component ever created, so "
-                   "a long-running System that redeploys (or a Repeat that re-creates its child) grows without "
-                   "bound")
 def test_a_system_lets_go_of_an_application_replaced_by_one_of_the_same_name() -> None:
     with quiet_system() as system:
         first = system.deploy(ComponentSpec(PRIM), name="app")
