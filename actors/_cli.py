@@ -23,9 +23,12 @@ EXIT_DESCRIPTION_ERROR = 2
 
 _MAIN_EXAMPLES = """\
 examples:
+  sd-actors up pool.sf                     deploy a description (starts a local daemon if none runs)
+  sd-actors status pool                    the component tree with state and host
+  sd-actors down pool                      terminate it
   sd-actors parse pool.sf                  resolve a description and print its sfConfig
   sd-actors parse pool.sf --json           the same as JSON, with every value's kind
-  sd-actors parse pool.sf -D user=alice --set vm:memory=1024
+  sd-actors daemon --bind tcp://10.0.0.2:3800 --peer 10.0.0.3
 
 Run 'sd-actors COMMAND --help' for a command's options.
 """
@@ -90,7 +93,105 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print JSON (schema in descriptions/README.md)")
     output.add_argument("--phases", action="store_true", help="print the tree after every resolution phase")
     parse.set_defaults(run=_run_parse)
+    _add_daemon_commands(commands)
     return parser
+
+
+def _client_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--host", metavar="H", help="the daemon to talk to: host, host:port or tcp://host:port "
+                         "(default: the local daemon, tcp://127.0.0.1:3800)")
+    command.add_argument("--state-dir", metavar="DIR", help="the local daemon's state folder "
+                         "(default: $XDG_STATE_HOME/sd-actors or ~/.local/state/sd-actors)")
+    command.add_argument("--server-key", metavar="KEY", help="the daemon's public key (else from known_daemons "
+                         "or the local daemon's state folder)")
+    command.add_argument("--insecure", action="store_true", help="talk to a daemon started with --insecure")
+    command.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                         help="give up when the daemon says nothing for S seconds (default 600)")
+
+
+def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sd_actors.actors import _client_commands as client
+
+    def add(name: str, help_text: str, examples: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                                   epilog="examples:\n" + examples,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    daemon = add("daemon", "run this host's daemon in the foreground",
+                 "  sd-actors daemon\n  sd-actors daemon --bind tcp://10.0.0.2:3800 --peer 10.0.0.3 "
+                 "--state-dir /var/lib/sd-actors\n  sd-actors daemon --insecure          (local experiments only)\n")
+    daemon.add_argument("--bind", default="tcp://127.0.0.1:3800", metavar="ADDR",
+                        help="where to listen (default tcp://127.0.0.1:3800)")
+    daemon.add_argument("--state-dir", default=str(_default_state_dir()), metavar="DIR",
+                        help="keys, journal and readiness file (default %(default)s)")
+    daemon.add_argument("--peer", action="append", default=[], metavar="ADDR", help="another daemon (repeatable)")
+    daemon.add_argument("--hypervisor", metavar="URI", help="default libvirt URI for virtual machines")
+    daemon.add_argument("--insecure", action="store_true",
+                        help="no encryption, no authentication: for local experiments only")
+    daemon.set_defaults(run=client.run_daemon)
+
+    keys = add("keys", "manage CURVE keys", "  sd-actors keys init                      your own keys\n"
+               "  sd-actors keys init --state-dir /var/lib/sd-actors   a daemon's keys\n"
+               "  sd-actors keys authorize PUBKEY --state-dir /var/lib/sd-actors\n"
+               "  sd-actors keys trust 10.0.0.2 DAEMON_PUBKEY\n")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    key_commands.required = True
+    init = key_commands.add_parser("init", help="create the keys (yours, or a daemon's with --state-dir)")
+    init.add_argument("--state-dir", metavar="DIR")
+    allow = key_commands.add_parser("authorize", help="let the owner of PUBKEY talk to this daemon")
+    allow.add_argument("public_key", metavar="PUBKEY")
+    allow.add_argument("--label", metavar="TEXT")
+    allow.add_argument("--state-dir", metavar="DIR", default=str(_default_state_dir()))
+    trust = key_commands.add_parser("trust", help="remember a daemon's public key")
+    trust.add_argument("endpoint", metavar="HOST")
+    trust.add_argument("public_key", metavar="PUBKEY")
+    trust.add_argument("--state-dir", metavar="DIR")
+    show = key_commands.add_parser("show", help="print the public key")
+    show.add_argument("--state-dir", metavar="DIR")
+    keys.set_defaults(run=client.run_keys)
+
+    up = add("up", "deploy a description as an application",
+             "  sd-actors up pool.sf\n  sd-actors up pool.sf --name pool2 --set computer1:domain1:memory=1024\n"
+             "  sd-actors up pool.sf --dry-run        what would be created where\n"
+             "  sd-actors up pool.sf --host 10.0.0.2\n")
+    up.add_argument("file", metavar="FILE")
+    up.add_argument("--name", metavar="APP", help="the application's name (default: the file's name)")
+    up.add_argument("-I", dest="include_dirs", metavar="DIR", action="append", default=[])
+    up.add_argument("-D", dest="properties", metavar="NAME=VALUE", action="append", default=[], type=_key_value)
+    up.add_argument("--set", dest="overrides", metavar="PATH=VALUE", action="append", default=[], type=_key_value)
+    up.add_argument("--dry-run", action="store_true", help="print what would be created where, and stop")
+    _client_options(up)
+    up.set_defaults(run=client.run_up, start_daemon=True)
+
+    down = add("down", "terminate an application", "  sd-actors down pool\n  sd-actors down pool --no-wait\n")
+    down.add_argument("app", metavar="APP")
+    down.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                      help="wait until it has terminated (default)")
+    _client_options(down)
+    down.set_defaults(run=client.run_down)
+
+    status = add("status", "show applications with their component trees",
+                 "  sd-actors status\n  sd-actors status pool --json\n")
+    status.add_argument("app", nargs="?", metavar="APP")
+    status.add_argument("--json", action="store_true")
+    _client_options(status)
+    status.set_defaults(run=client.run_status)
+
+    ls = add("ls", "list applications", "  sd-actors ls\n  sd-actors ls --json\n")
+    ls.add_argument("--json", action="store_true")
+    _client_options(ls)
+    ls.set_defaults(run=client.run_ls)
+
+    hosts = add("hosts", "list the daemons of the pool with their state", "  sd-actors hosts --json\n")
+    hosts.add_argument("--json", action="store_true")
+    _client_options(hosts)
+    hosts.set_defaults(run=client.run_hosts)
+
+
+def _default_state_dir() -> object:
+    from sd_actors.actors._daemon import default_state_dir
+
+    return default_state_dir()
 
 
 def _run_parse(arguments: argparse.Namespace, out: TextIO) -> int:
@@ -123,11 +224,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command is None:
         parser.print_help()
         return 0
+    from sd_actors.actors._client_commands import CommandError
+    from sd_actors.net import WireError
+
     try:
         status: int = arguments.run(arguments, sys.stdout)
     except DescriptionError as error:
         print(error.render(), file=sys.stderr)
         return EXIT_DESCRIPTION_ERROR
+    except CommandError as error:
+        print(f"sd-actors {arguments.command}: {error}", file=sys.stderr)
+        return error.code
+    except WireError as error:  # bad keys, bad key files
+        print(f"sd-actors {arguments.command}: {error}", file=sys.stderr)
+        return 3
     except BrokenPipeError:  # e.g. piped into head
         return 0
     return status

@@ -36,7 +36,7 @@ class TerminationRecord:
 
     @classmethod
     def from_exception(cls, error: BaseException, path: tuple[str, ...], doing: str) -> TerminationRecord:
-        return cls(ABNORMAL, f"{doing} failed: {error}", path, f"{type(error).__name__}: {error}")
+        return cls(ABNORMAL, f"{doing} failed: {error}", path, type(error).__name__)
 
     @property
     def is_normal(self) -> bool:

@@ -395,14 +395,15 @@ class Runtime:
     def unknown_class_message(self, ref: ComponentRef) -> str:
         import difflib
 
-        known = sorted(k for k in self.component_types if "." in k)
         if not ref.component_class:
             return (f"{ref.name_text} has no sfClass: a component to deploy needs one "
                     "(extend Prim, Compound or another component type)")
+        known = sorted(k for k in self.component_types if not k.startswith("org.smartfrog."))
         close = difflib.get_close_matches(ref.component_class, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        return (f"{ref.name_text}: unknown sfClass {ref.component_class!r}; {hint}known component classes: "
-                + ", ".join(known))
+        shown = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
+        return (f"{ref.name_text}: unknown sfClass {ref.component_class!r}; {hint}known component classes: {shown} "
+                "(a plugin adds more through the sd_actors_component_types hook)")
 
     def create_child(self, parent: ComponentRef, name: str, description: ComponentDescription) -> ComponentRef:
         path = (*parent.path, name)

@@ -1,0 +1,342 @@
+"""The daemon every host runs: a System, its journal, and a ZeroMQ node that takes requests.
+
+Any daemon accepts a description (there is no master). What it is about to do is written to its
+journal first; after a crash it re-deploys the applications the journal says were running, so the
+components that own external resources re-attach to them instead of creating second copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sd_actors.actors._errors import ComponentFailed, DeploymentError
+from sd_actors.actors._events import LifecycleEvent, State
+from sd_actors.actors._journal import ApplicationStatus, DuplicateApplication, Journal, JournalError, open_journal
+from sd_actors.actors._records import TerminationRecord
+from sd_actors.actors._runtime import ComponentRef
+from sd_actors.actors._system import System, open_system
+from sd_actors.descriptions import ComponentDescription, DescriptionError, parse_string, to_sf
+from sd_actors.net import KeyPair, MessageRegistry, insecure_warning, load_keypair
+from sd_actors.net._node import Node, Request
+from sd_actors.net._protocol import (
+    CLIENT_REQUESTS,
+    REPLIES,
+    ApplicationInfo,
+    ApplicationTerminated,
+    ComponentStatus,
+    DeployAccepted,
+    DeployApplication,
+    Done,
+    GetHosts,
+    GetStatus,
+    HostsReply,
+    HostStatus,
+    LifecycleNotice,
+    RecordInfo,
+    RequestFailed,
+    ShutdownDaemon,
+    StatusReply,
+    TerminateApplication,
+    WatchApplication,
+    WatchEnded,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 3800
+READY_FILE = "daemon.json"
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/sd-actors`` (or ``~/.local/state/sd-actors``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "sd-actors"
+
+
+def make_registry() -> MessageRegistry:
+    return MessageRegistry((*CLIENT_REQUESTS, *REPLIES))
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    bind: str = f"tcp://127.0.0.1:{DEFAULT_PORT}"
+    state_dir: Path = field(default_factory=default_state_dir)
+    peers: Sequence[str] = ()
+    hypervisor: str | None = None
+    insecure: bool = False
+    host: str = field(default_factory=socket.gethostname)
+    terminate_timeout: float = 30.0
+
+
+def record_info(record: TerminationRecord | None) -> RecordInfo | None:
+    if record is None:
+        return None
+    return RecordInfo(kind=record.kind, description=record.description, path=record.path, cause=record.cause)
+
+
+class Daemon:
+    """One host's daemon. Use :func:`open_daemon`; it serves until closed."""
+
+    def __init__(self, settings: DaemonSettings, *, system: System, journal: Journal, keypair: KeyPair | None) -> None:
+        self.settings = settings
+        self.system = system
+        self.journal = journal
+        self.keypair = keypair
+        self.stopped = threading.Event()
+        self._unsubscribe = system.subscribe(self._journal_event)
+        self.node = Node(bind=settings.bind, registry=make_registry(), handler=self.handle, keypair=keypair,
+                         authorized=settings.state_dir if keypair is not None else None, log=logger)
+        self.endpoint = self.node.endpoint
+
+    # -- the journal follows every lifecycle change ------------------------------------------------
+    def _journal_event(self, event: LifecycleEvent) -> None:
+        app = event.path[0] if event.path else ""
+        try:
+            if event.new is State.CREATED:
+                self.journal.record_component(app, event.path, component_class=event.component_class,
+                                              host=self.settings.host, state=event.new)
+            else:
+                self.journal.record_state(app, event.path, event.new, event.record)
+        except DeploymentError as error:  # an app deployed without the journal (tests, embedding)
+            logger.debug("journal: %s", error)
+
+    # -- requests ---------------------------------------------------------------------------------
+    def handle(self, request: Request) -> None:
+        message = request.message
+        try:
+            match message:
+                case DeployApplication():
+                    self._deploy(request, message)
+                case WatchApplication():
+                    self._watch(request, message)
+                case TerminateApplication():
+                    self._terminate(request, message)
+                case GetStatus():
+                    request.reply(self.status(message.app))
+                case GetHosts():
+                    request.reply(HostsReply(hosts=(HostStatus(address=self.endpoint, state="alive",
+                                                               last_heard=time.time(), is_self=True),)))
+                case ShutdownDaemon():
+                    request.reply(Done())
+                    self.stopped.set()
+                case _:
+                    request.reply(RequestFailed(error=f"{type(message).__name__} is not a request"))
+        except (DeploymentError, DescriptionError) as error:
+            record = error.record if isinstance(error, ComponentFailed) else None
+            request.reply(RequestFailed(error=str(error), hint=getattr(error, "hint", "") or "",
+                                        record=record_info(record)))
+
+    def _deploy(self, request: Request, message: DeployApplication) -> None:
+        """Journal, answer DeployAccepted, then stream the app's lifecycle until it is up or failed."""
+        config = parse_string(message.description, filename=f"<{message.app}>", use_library=False)
+        try:
+            self.journal.begin_deploy(message.app, message.description, requested_by=message.requested_by or
+                                      request.client_key, host=self.settings.host)
+        except DuplicateApplication as duplicate:
+            if duplicate.status in (ApplicationStatus.RUNNING, ApplicationStatus.DEPLOYING):
+                request.reply(DeployAccepted(app=message.app, host=self.settings.host, already_running=True))
+                return
+            raise
+        request.reply(DeployAccepted(app=message.app, host=self.settings.host))
+        unsubscribe = self.system.subscribe(lambda event: self._notify(request, message.app, event))
+        try:
+            record = self._run_deploy(message.app, config)
+        finally:
+            unsubscribe()
+        request.reply(WatchEnded(app=message.app, state="started" if record is None else "failed",
+                                 record=record_info(record)))
+
+    def _notify(self, request: Request, app: str, event: LifecycleEvent) -> None:
+        if event.path and event.path[0] == app:
+            request.reply(LifecycleNotice(path=event.path, old=event.old.value if event.old else "",
+                                          new=event.new.value, time=event.time, host=event.host,
+                                          component_class=event.component_class, record=record_info(event.record)))
+
+    def _run_deploy(self, app: str, config: ComponentDescription) -> TerminationRecord | None:
+        """Deploy and journal the outcome; the failing component's record, or None when it is up."""
+        try:
+            self.system.deploy(config, name=app)
+        except ComponentFailed as failure:
+            self.journal.mark_terminated(app, failure.record)
+            return failure.record
+        except DeploymentError as error:
+            record = TerminationRecord.abnormal(str(error), (app,))
+            self.journal.mark_terminated(app, record)
+            return record
+        with contextlib.suppress(JournalError):  # re-deployed after a restart: the journal says running already
+            self.journal.mark_running(app)
+        return None
+
+    def _watch(self, request: Request, message: WatchApplication) -> None:
+        app = message.app
+        finished = threading.Event()
+        lock = threading.Lock()
+
+        def send(event: LifecycleEvent) -> None:
+            if not event.path or event.path[0] != app:
+                return
+            with lock:
+                if finished.is_set():
+                    return
+                request.reply(LifecycleNotice(path=event.path, old=event.old.value if event.old else "",
+                                              new=event.new.value, time=event.time, host=event.host,
+                                              component_class=event.component_class,
+                                              record=record_info(event.record)))
+                root_done = event.path == (app,) and (
+                    event.new.is_final or (message.until_started and event.new is State.STARTED))
+                if root_done:
+                    finished.set()
+                    request.reply(WatchEnded(app=app, state=event.new.value, record=record_info(event.record)))
+
+        unsubscribe = self.system.subscribe(send)
+        try:
+            root = self.system.apps().get(app)
+            if root is not None and root.state is not None and (
+                    root.state.is_final or (message.until_started and root.state is State.STARTED)):
+                with lock:
+                    if not finished.is_set():
+                        finished.set()
+                        request.reply(WatchEnded(app=app, state=root.state.value, record=record_info(root.record)))
+            elif root is None and self._journal_status(app) in (ApplicationStatus.TERMINATED, ApplicationStatus.FAILED):
+                entry = self.journal.application(app)
+                with lock:
+                    finished.set()
+                    request.reply(WatchEnded(app=app, state=entry.status.value, record=record_info(entry.record)))
+            finished.wait(timeout=24 * 3600)
+        finally:
+            unsubscribe()
+
+    def _journal_status(self, app: str) -> ApplicationStatus | None:
+        try:
+            return self.journal.application(app).status
+        except JournalError:
+            return None
+
+    def _terminate(self, request: Request, message: TerminateApplication) -> None:
+        root = self.system.apps().get(message.app)
+        if root is None or not root.alive:
+            status = self._journal_status(message.app)
+            if status is None:
+                known = ", ".join(sorted(self.system.apps())) or "none"
+                request.reply(RequestFailed(error=f"no application named {message.app!r} on this daemon",
+                                            hint=f"running here: {known}; see sd-actors ls"))
+                return
+            request.reply(ApplicationTerminated(app=message.app, record=record_info(root.record if root else None)))
+            return
+        record = TerminationRecord.normal("terminated on request (sd-actors down)", (message.app,))
+        self.journal.begin_terminate(message.app, record)
+        if not message.wait:
+            request.reply(ApplicationTerminated(app=message.app, record=None))
+        final = self.system.terminate(message.app, record)
+        self.journal.mark_terminated(message.app, final)
+        if message.wait:
+            request.reply(ApplicationTerminated(app=message.app, record=record_info(final)))
+
+    def status(self, only: str = "") -> StatusReply:
+        applications = []
+        for entry in self.journal.applications():
+            if only and entry.name != only:
+                continue
+            root = self.system.apps().get(entry.name)
+            components = tuple(_component_status(ref, self.settings.host) for ref in _tree(root)) if root else ()
+            applications.append(ApplicationInfo(name=entry.name, status=entry.status.value, host=entry.host,
+                                                updated=entry.updated, components=components,
+                                                record=record_info(entry.record)))
+        return StatusReply(host=self.settings.host, applications=tuple(applications))
+
+    # -- after a crash -----------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Re-deploy what the journal says should be running; return what was done, for the log."""
+        plan = self.journal.recover()
+        done = []
+        for recovery in (*plan.unfinished_deploys, *plan.to_reattach):
+            entry = recovery.application
+            try:
+                config = parse_string(entry.description_text, filename=f"<{entry.name}>", use_library=False)
+            except DescriptionError as error:
+                self.journal.mark_terminated(entry.name, TerminationRecord.abnormal(
+                    f"lost after a daemon restart: its description no longer resolves: {error}", (entry.name,)))
+                done.append(f"{entry.name}: lost ({error.message})")
+                continue
+            threading.Thread(target=self._run_deploy, args=(entry.name, config), daemon=True,
+                             name=f"sd-actors-recover-{entry.name}").start()
+            done.append(f"{entry.name}: re-deploying after a restart ({len(recovery.components)} components "
+                        "were journaled)")
+        for recovery in plan.unfinished_terminations:
+            record = TerminationRecord.normal("terminated: its daemon restarted during sd-actors down",
+                                              (recovery.application.name,))
+            self.journal.mark_terminated(recovery.application.name, record)
+            done.append(f"{recovery.application.name}: termination completed after a restart")
+        return done
+
+    def announce_ready(self) -> str:
+        """Write the readiness file and return the line to print."""
+        info = {"endpoint": self.endpoint, "pid": os.getpid(), "host": self.settings.host,
+                "public_key": self.keypair.public.decode() if self.keypair else None,
+                "insecure": self.keypair is None}
+        path = self.settings.state_dir / READY_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(info))
+        temporary.replace(path)
+        return f"sd-actors daemon ready on {self.endpoint} (state in {self.settings.state_dir})"
+
+    def close(self) -> None:
+        self._unsubscribe()
+        self.node.close()
+        (self.settings.state_dir / READY_FILE).unlink(missing_ok=True)
+
+
+def _tree(root: ComponentRef) -> Iterator[ComponentRef]:
+    yield root
+    for child in list(root.children):
+        yield from _tree(child)
+
+
+def _component_status(ref: ComponentRef, host: str) -> ComponentStatus:
+    return ComponentStatus(path=ref.path, state=ref.state.value if ref.state else "new", host=host,
+                           component_class=ref.component_class, liveness="ok" if ref.alive else "",
+                           record=record_info(ref.record))
+
+
+@contextmanager
+def open_daemon(settings: DaemonSettings) -> Iterator[Daemon]:
+    """Start a daemon (keys, journal, System, node); stop everything on exit.
+
+    :raises DeploymentError: no keys and not ``insecure``, or the address is taken.
+    """
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keypair: KeyPair | None = None
+    if settings.insecure:
+        logger.warning(insecure_warning(settings.bind))
+    else:
+        try:
+            keypair = load_keypair(settings.state_dir)
+        except Exception as error:  # noqa: BLE001 (any key problem stops the start, with its own message)
+            raise DeploymentError(f"the daemon has no usable keys in {settings.state_dir}: {error}; run "
+                                  f"'sd-actors keys init --state-dir {settings.state_dir}' (or pass --insecure for "
+                                  "a local experiment)") from None
+    with ExitStack() as stack:
+        journal = stack.enter_context(open_journal(settings.state_dir))
+        system = stack.enter_context(open_system(host=settings.host, terminate_timeout=settings.terminate_timeout))
+        try:
+            daemon = Daemon(settings, system=system, journal=journal, keypair=keypair)
+        except OSError as error:
+            raise DeploymentError(f"{error}; is another daemon running? (see {settings.state_dir / READY_FILE})") \
+                from None
+        stack.callback(daemon.close)
+        for line in daemon.recover():
+            logger.warning("journal: %s", line)
+        yield daemon
+
+
+__all__ = ["Daemon", "DaemonSettings", "default_state_dir", "make_registry", "open_daemon", "to_sf"]

@@ -1,0 +1,172 @@
+"""The messages daemons and the command line exchange (version 1 of the protocol).
+
+Requests are answered with the same request id; ``WatchApplication`` is answered by a stream of
+``LifecycleNotice`` ending with ``WatchEnded``. Every request may be answered by ``RequestFailed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sd_actors.net._wire import wire_message
+
+
+@wire_message("sd.record")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordInfo:
+    """A TerminationRecord on the wire."""
+
+    kind: str
+    description: str = ""
+    path: tuple[str, ...] = ()
+    cause: str | None = None
+
+
+@wire_message("sd.request_failed")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestFailed:
+    """The request could not be carried out: what went wrong and how to fix it."""
+
+    error: str
+    hint: str = ""
+    record: RecordInfo | None = None
+
+
+@wire_message("sd.deploy")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeployApplication:
+    """Deploy ``description`` (a resolved sfConfig in .sf notation) as application ``app``."""
+
+    app: str
+    description: str
+    requested_by: str = ""
+
+
+@wire_message("sd.deploy_accepted")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeployAccepted:
+    """The daemon journaled the deployment and started it; watch the app for progress."""
+
+    app: str
+    host: str
+    already_running: bool = False
+
+
+@wire_message("sd.terminate")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TerminateApplication:
+    """Terminate application ``app`` normally (``sd-actors down``)."""
+
+    app: str
+    wait: bool = True
+
+
+@wire_message("sd.terminated")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplicationTerminated:
+    app: str
+    record: RecordInfo | None = None
+
+
+@wire_message("sd.watch")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchApplication:
+    """Stream the lifecycle events of ``app`` (past ones first) until it is started, or ends."""
+
+    app: str
+    until_started: bool = True
+
+
+@wire_message("sd.notice")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LifecycleNotice:
+    path: tuple[str, ...]
+    old: str
+    new: str
+    time: float
+    host: str = ""
+    component_class: str = ""
+    record: RecordInfo | None = None
+
+
+@wire_message("sd.watch_ended")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchEnded:
+    app: str
+    state: str
+    record: RecordInfo | None = None
+
+
+@wire_message("sd.status")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStatus:
+    """The applications (all, or ``app``) with their component trees."""
+
+    app: str = ""
+
+
+@wire_message("sd.component_status")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComponentStatus:
+    path: tuple[str, ...]
+    state: str
+    host: str
+    component_class: str
+    liveness: str = ""
+    record: RecordInfo | None = None
+
+
+@wire_message("sd.application_status")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplicationInfo:
+    name: str
+    status: str
+    host: str
+    updated: float
+    components: tuple[ComponentStatus, ...] = ()
+    record: RecordInfo | None = None
+
+
+@wire_message("sd.status_reply")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusReply:
+    host: str
+    applications: tuple[ApplicationInfo, ...]
+
+
+@wire_message("sd.hosts")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetHosts:
+    """The members of the pool as this daemon sees them."""
+
+
+@wire_message("sd.host_status")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostStatus:
+    address: str
+    state: str
+    last_heard: float | None
+    is_self: bool = False
+
+
+@wire_message("sd.hosts_reply")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostsReply:
+    hosts: tuple[HostStatus, ...]
+
+
+@wire_message("sd.shutdown")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShutdownDaemon:
+    """Stop the daemon (its applications keep their journal; it re-attaches on restart)."""
+
+
+@wire_message("sd.ok")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Done:
+    """A request that returns nothing was carried out."""
+
+
+CLIENT_REQUESTS = (DeployApplication, TerminateApplication, WatchApplication, GetStatus, GetHosts, ShutdownDaemon)
+REPLIES = (RequestFailed, DeployAccepted, ApplicationTerminated, LifecycleNotice, WatchEnded, StatusReply, HostsReply,
+           Done)
