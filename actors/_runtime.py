@@ -401,9 +401,9 @@ class Runtime:
         known = sorted(k for k in self.component_types if not k.startswith("org.smartfrog."))
         close = difflib.get_close_matches(ref.component_class, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        shown = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
-        return (f"{ref.name_text}: unknown sfClass {ref.component_class!r}; {hint}known component classes: {shown} "
-                "(a plugin adds more through the sd_actors_component_types hook)")
+        return (f"{ref.name_text}: unknown sfClass {ref.component_class!r}; {hint}known component classes: "
+                f"{', '.join(known)} (plugins add more through the sd_actors_component_types hook; SmartFrog's "
+                "Java class names of these work too)")
 
     def create_child(self, parent: ComponentRef, name: str, description: ComponentDescription) -> ComponentRef:
         path = (*parent.path, name)

@@ -192,7 +192,7 @@ def test_the_event_of_a_failed_component_carries_its_record() -> None:
 
     failed = {event.name: event.record for event in events if event.new is State.FAILED}
     record = TerminationRecord(ABNORMAL, "start failed: no route to host", ("app", "bad"),
-                               "RuntimeError: no route to host")
+                               "RuntimeError")
     assert failed == {"app": record, "app:bad": record}
 
 
