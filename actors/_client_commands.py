@@ -105,7 +105,8 @@ def run_keys(arguments: argparse.Namespace, out: TextIO) -> int:
         entry = authorize(folder, arguments.public_key, arguments.label or "")
         print(f"authorized {entry.public.decode()} in {folder}", file=out)
     elif arguments.keys_command == "trust":
-        trust_daemon(endpoint_of(arguments.endpoint), arguments.public_key)
+        trust_daemon(endpoint_of(arguments.endpoint), arguments.public_key,
+                     Path(arguments.state_dir) if arguments.state_dir else None)
         print(f"trusting {endpoint_of(arguments.endpoint)} with key {arguments.public_key}", file=out)
     else:
         keypair = load_keypair(folder)
@@ -113,9 +114,10 @@ def run_keys(arguments: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def trust_daemon(endpoint: str, public_key: str) -> None:
+def trust_daemon(endpoint: str, public_key: str, folder: Path | None = None) -> None:
+    """Remember ``endpoint``'s public key: the user's (default), or a daemon's state folder (its peers)."""
     parse_key(public_key, source="the daemon's public key")
-    folder = user_config_folder()
+    folder = folder or user_config_folder()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / KNOWN_DAEMONS_FILE
     lines = [line for line in (path.read_text().splitlines() if path.exists() else [])

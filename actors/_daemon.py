@@ -19,10 +19,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sd_actors.actors._component import Component
 from sd_actors.actors._errors import ComponentFailed, DeploymentError
 from sd_actors.actors._events import LifecycleEvent, State
 from sd_actors.actors._journal import ApplicationStatus, DuplicateApplication, Journal, JournalError, open_journal
 from sd_actors.actors._records import TerminationRecord
+from sd_actors.actors._remote import Peers, RemoteComponent, RemoteParent, endpoint_of_host, to_info, to_record
 from sd_actors.actors._runtime import ComponentRef
 from sd_actors.actors._system import System, open_system
 from sd_actors.descriptions import ComponentDescription, DescriptionError, parse_string, to_sf
@@ -30,10 +32,12 @@ from sd_actors.net import KeyPair, MessageRegistry, insecure_warning, load_keypa
 from sd_actors.net._node import Node, Request
 from sd_actors.net._protocol import (
     CLIENT_REQUESTS,
+    DAEMON_REQUESTS,
     REPLIES,
     ApplicationInfo,
     ApplicationTerminated,
     ComponentStatus,
+    CreateSubtree,
     DeployAccepted,
     DeployApplication,
     Done,
@@ -42,11 +46,15 @@ from sd_actors.net._protocol import (
     HostsReply,
     HostStatus,
     LifecycleNotice,
+    PeerHeartbeat,
     RecordInfo,
     RequestFailed,
     ShutdownDaemon,
     StatusReply,
+    StepSubtree,
+    SubtreeTerminated,
     TerminateApplication,
+    TerminateSubtree,
     WatchApplication,
     WatchEnded,
 )
@@ -63,8 +71,23 @@ def default_state_dir() -> Path:
     return Path(base) / "sd-actors"
 
 
+KNOWN_DAEMONS_FILE = "known_daemons"
+
+
 def make_registry() -> MessageRegistry:
-    return MessageRegistry((*CLIENT_REQUESTS, *REPLIES))
+    return MessageRegistry((*CLIENT_REQUESTS, *DAEMON_REQUESTS, *REPLIES))
+
+
+def known_daemon_key(folder: Path, endpoint: str) -> str | None:
+    """The public key recorded for ``endpoint`` in ``folder``'s known_daemons file."""
+    path = folder / KNOWN_DAEMONS_FILE
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == endpoint:
+            return parts[1]
+    return None
 
 
 @dataclass(frozen=True)
@@ -94,9 +117,93 @@ class Daemon:
         self.keypair = keypair
         self.stopped = threading.Event()
         self._unsubscribe = system.subscribe(self._journal_event)
-        self.node = Node(bind=settings.bind, registry=make_registry(), handler=self.handle, keypair=keypair,
+        registry = make_registry()
+        self.node = Node(bind=settings.bind, registry=registry, handler=self.handle, keypair=keypair,
                          authorized=settings.state_dir if keypair is not None else None, log=logger)
         self.endpoint = self.node.endpoint
+        self.peers = Peers(own_endpoint=settings.bind, registry=registry, keypair=keypair,
+                           known_keys=lambda endpoint: known_daemon_key(settings.state_dir, endpoint))
+        for peer in settings.peers:
+            self.peers.link(peer)
+        self._remote_type = type("RemoteComponent", (RemoteComponent,),
+                                 {"peers": self.peers, "own_endpoint": settings.bind})
+        self._remote_parents: dict[tuple[str, tuple[str, ...]], ComponentRef] = {}
+        self._parents_lock = threading.Lock()
+        system.set_placement(self._placement)
+        self._watchdog = threading.Thread(target=self._watch_remote_parents, name="sd-actors-watchdog", daemon=True)
+        self._watchdog.start()
+
+    # -- which host runs a component ------------------------------------------------------------------
+    def is_this_host(self, host: str) -> bool:
+        own = {self.settings.host, "localhost", "127.0.0.1", self.settings.bind, self.endpoint}
+        own.add(self.settings.bind.split("://")[-1].rsplit(":", 1)[0])
+        return host in own or endpoint_of_host(host) in (self.settings.bind, self.endpoint)
+
+    def _placement(self, ref: ComponentRef) -> type[Component] | None:
+        host = ref.description.get("sfProcessHost")
+        if isinstance(host, str) and host and not self.is_this_host(host):
+            return self._remote_type
+        return None
+
+    # -- subtrees created here for parents on other daemons ------------------------------------------
+    def _create_subtree(self, request: Request, message: CreateSubtree) -> None:
+        config = parse_string(message.description, filename=f"<{':'.join(message.path)}>", use_library=False)
+        parent_key = (message.parent_endpoint, message.path[:-1])
+        with self._parents_lock:
+            parent = self._remote_parents.get(parent_key)
+            if parent is None or not parent.alive:
+                link = self.peers.link(message.parent_endpoint, request.client_key or None)
+                link.heard()
+                notify_type = type("RemoteParent", (RemoteParent,), {
+                    "notify": staticmethod(lambda child, record: self._tell_parent(link.endpoint, child, record))})
+                parent = self.system.runtime.attach_placeholder(message.path[:-1], notify_type)
+                self._remote_parents[parent_key] = parent
+        try:
+            self.system.runtime.create_child(parent, message.path[-1], config)
+        except ComponentFailed as failure:
+            request.reply(RequestFailed(error=str(failure), record=record_info(failure.record)))
+            return
+        request.reply(Done())
+
+    def _tell_parent(self, endpoint: str, child: ComponentRef, record: TerminationRecord) -> None:
+        def send() -> None:
+            try:
+                self.peers.link(endpoint).request(SubtreeTerminated(path=child.path, record=to_info(record)),
+                                                  timeout=10)
+            except (TimeoutError, OSError, ComponentFailed) as error:
+                logger.warning("could not tell %s that %s terminated: %s", endpoint, child.name_text, error)
+
+        threading.Thread(target=send, daemon=True, name="sd-actors-notify").start()
+
+    def _step_subtree(self, request: Request, message: StepSubtree) -> None:
+        ref = self.system.lookup(message.path)
+        try:
+            if message.step == "deploy":
+                ref.deploy()
+            elif message.step == "start":
+                ref.start()
+            else:
+                request.reply(RequestFailed(error=f"unknown step {message.step!r}"))
+                return
+        except ComponentFailed as failure:
+            request.reply(RequestFailed(error=str(failure), record=record_info(failure.record)))
+            return
+        request.reply(Done())
+
+    def _watch_remote_parents(self) -> None:
+        """A subtree whose parent's daemon went silent terminates itself (SmartFrog's child-side liveness)."""
+        while not self.stopped.wait(self.peers.interval):
+            with self._parents_lock:
+                parents = list(self._remote_parents.items())
+            for (endpoint, _), parent in parents:
+                link = self.peers.link(endpoint)
+                limit = max(5 * self.peers.interval, 2.0)
+                if link.silent_for() > limit and parent.children:
+                    record = TerminationRecord.abnormal(
+                        f"the parent's host ({endpoint}) has been unreachable for {link.silent_for():.1f} s",
+                        parent.path, "externalReferenceDead")
+                    for child in list(parent.children):
+                        self.system.runtime.terminate_component(child, record, notify_parent=False)
 
     # -- the journal follows every lifecycle change ------------------------------------------------
     def _journal_event(self, event: LifecycleEvent) -> None:
@@ -107,6 +214,9 @@ class Daemon:
                                               host=self.settings.host, state=event.new)
             else:
                 self.journal.record_state(app, event.path, event.new, event.record)
+            if event.path == (app,) and event.new.is_final and event.record is not None:
+                # The application ended by itself (a failure, a workflow that finished): say so.
+                self.journal.mark_terminated(app, event.record)
         except DeploymentError as error:  # an app deployed without the journal (tests, embedding)
             logger.debug("journal: %s", error)
 
@@ -124,17 +234,30 @@ class Daemon:
                 case GetStatus():
                     request.reply(self.status(message.app))
                 case GetHosts():
-                    request.reply(HostsReply(hosts=(HostStatus(address=self.endpoint, state="alive",
-                                                               last_heard=time.time(), is_self=True),)))
+                    request.reply(self.hosts())
+                case CreateSubtree():
+                    self._create_subtree(request, message)
+                case StepSubtree():
+                    self._step_subtree(request, message)
+                case TerminateSubtree(path=path, record=record):
+                    ref = self.system.lookup(path)
+                    self.system.runtime.terminate_component(ref, to_record(record, path), notify_parent=False)
+                    request.reply(Done())
+                case SubtreeTerminated(path=path, record=record):
+                    self.system.lookup(path).terminate_nowait(to_record(record, path))
+                    request.reply(Done())
+                case PeerHeartbeat(sender=sender):
+                    self.peers.link(sender, request.client_key or None).heard()
+                    request.reply(Done())
                 case ShutdownDaemon():
                     request.reply(Done())
                     self.stopped.set()
                 case _:
                     request.reply(RequestFailed(error=f"{type(message).__name__} is not a request"))
         except (DeploymentError, DescriptionError) as error:
-            record = error.record if isinstance(error, ComponentFailed) else None
+            failed = error.record if isinstance(error, ComponentFailed) else None
             request.reply(RequestFailed(error=str(error), hint=getattr(error, "hint", "") or "",
-                                        record=record_info(record)))
+                                        record=record_info(failed)))
 
     def _deploy(self, request: Request, message: DeployApplication) -> None:
         """Journal, answer DeployAccepted, then stream the app's lifecycle until it is up or failed."""
@@ -242,6 +365,18 @@ class Daemon:
         if message.wait:
             request.reply(ApplicationTerminated(app=message.app, record=record_info(final)))
 
+    def hosts(self) -> HostsReply:
+        now = time.time()
+        hosts = [HostStatus(address=self.settings.bind, state="alive", last_heard=now, is_self=True)]
+        for link in self.peers.links():
+            silent = link.silent_for()
+            limit = max(5 * self.peers.interval, 2.0)
+            state = "alive" if silent <= 2 * self.peers.interval + 0.5 else "suspect" if silent <= limit else "dead"
+            heard = None if link.last_heard is None else now - silent
+            hosts.append(HostStatus(address=link.endpoint, state=state if heard is not None else "unknown",
+                                    last_heard=heard))
+        return HostsReply(hosts=tuple(hosts))
+
     def status(self, only: str = "") -> StatusReply:
         applications = []
         for entry in self.journal.applications():
@@ -252,6 +387,19 @@ class Daemon:
             applications.append(ApplicationInfo(name=entry.name, status=entry.status.value, host=entry.host,
                                                 updated=entry.updated, components=components,
                                                 record=record_info(entry.record)))
+        # Subtrees this daemon runs for parents on other hosts.
+        hosted: dict[str, list[ComponentStatus]] = {}
+        with self._parents_lock:
+            parents = list(self._remote_parents.values())
+        for parent in parents:
+            app = parent.path[0]
+            if only and app != only:
+                continue
+            for child in list(parent.children):
+                hosted.setdefault(app, []).extend(_component_status(ref, self.settings.host) for ref in _tree(child))
+        for app, hosted_components in hosted.items():
+            applications.append(ApplicationInfo(name=app, status="hosted", host=self.settings.host,
+                                                updated=time.time(), components=tuple(hosted_components)))
         return StatusReply(host=self.settings.host, applications=tuple(applications))
 
     # -- after a crash -----------------------------------------------------------------------------
@@ -291,7 +439,9 @@ class Daemon:
         return f"sd-actors daemon ready on {self.endpoint} (state in {self.settings.state_dir})"
 
     def close(self) -> None:
+        self.stopped.set()
         self._unsubscribe()
+        self.peers.close()
         self.node.close()
         (self.settings.state_dir / READY_FILE).unlink(missing_ok=True)
 
@@ -303,6 +453,8 @@ def _tree(root: ComponentRef) -> Iterator[ComponentRef]:
 
 
 def _component_status(ref: ComponentRef, host: str) -> ComponentStatus:
+    if isinstance(ref.component, RemoteComponent):
+        host = ref.component.host
     return ComponentStatus(path=ref.path, state=ref.state.value if ref.state else "new", host=host,
                            component_class=ref.component_class, liveness="ok" if ref.alive else "",
                            record=record_info(ref.record))

@@ -405,6 +405,15 @@ class Runtime:
                 f"{', '.join(known)} (plugins add more through the sd_actors_component_types hook; SmartFrog's "
                 "Java class names of these work too)")
 
+    def attach_placeholder(self, path: tuple[str, ...], component_type: type[Component]) -> ComponentRef:
+        """A running stand-in at ``path`` (a parent on another host) under which subtrees can be created."""
+        ref = ComponentRef(path, ComponentDescription(), self.process_ref, self)
+        ref.component_class = f"{component_type.__module__}.{component_type.__qualname__}"
+        ref.component = component_type(ComponentContext(ref, self))
+        ref.state = State.STARTED
+        self._start_actor(ref, ComponentActor(ref, self, component_type))
+        return ref
+
     def create_child(self, parent: ComponentRef, name: str, description: ComponentDescription) -> ComponentRef:
         path = (*parent.path, name)
         ref = ComponentRef(path, description, parent, self)

@@ -157,6 +157,16 @@ class System:
             self._runtime.terminate_component(ref, record, notify_parent=True)
         return ref.record or record
 
+    def set_placement(self, placement: Callable[[ComponentRef], type[Component] | None]) -> None:
+        """Decide which component type runs a description (a daemon returns its remote proxy for a
+        component that another host's daemon must create); None keeps the ``sfClass``."""
+        self._runtime.placement = placement
+
+    @property
+    def runtime(self) -> Runtime:
+        """The machinery under this System, for the daemon that serves it over the network."""
+        return self._runtime
+
     def close(self) -> None:
         """Terminate every application (normally), stop every actor and the clock."""
         with self._deploy_lock:

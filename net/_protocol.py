@@ -170,3 +170,59 @@ class Done:
 CLIENT_REQUESTS = (DeployApplication, TerminateApplication, WatchApplication, GetStatus, GetHosts, ShutdownDaemon)
 REPLIES = (RequestFailed, DeployAccepted, ApplicationTerminated, LifecycleNotice, WatchEnded, StatusReply, HostsReply,
            Done)
+
+
+# -- between daemons ---------------------------------------------------------------------------------
+@wire_message("sd.create_subtree")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateSubtree:
+    """Create the subtree at ``path`` (its description in .sf notation) for a parent on another daemon.
+
+    The parent's daemon is the sender; it is told when the subtree terminates by itself.
+    """
+
+    app: str
+    path: tuple[str, ...]
+    description: str
+    parent_endpoint: str
+
+
+@wire_message("sd.step_subtree")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepSubtree:
+    """Deploy or start the subtree at ``path`` (``step`` is "deploy" or "start")."""
+
+    app: str
+    path: tuple[str, ...]
+    step: str
+
+
+@wire_message("sd.terminate_subtree")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TerminateSubtree:
+    """The remote parent terminates the subtree at ``path`` (it is not told back)."""
+
+    path: tuple[str, ...]
+    record: RecordInfo
+
+
+@wire_message("sd.subtree_terminated")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubtreeTerminated:
+    """The subtree at ``path`` terminated by itself: its parent, on the receiving daemon, reacts."""
+
+    path: tuple[str, ...]
+    record: RecordInfo
+
+
+@wire_message("sd.heartbeat")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerHeartbeat:
+    """One beat of the heartbeat stream between two daemons; liveness of every remote component
+    between them rides on it (no per-component traffic)."""
+
+    sender: str
+    incarnation: int
+
+
+DAEMON_REQUESTS = (CreateSubtree, StepSubtree, TerminateSubtree, SubtreeTerminated, PeerHeartbeat)

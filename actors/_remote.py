@@ -1,0 +1,237 @@
+"""Subtrees on other hosts: a proxy child on the parent's daemon, a proxy parent on the child's.
+
+A component whose description says ``sfProcessHost "h2"`` is created by h2's daemon. On the
+parent's daemon it is a :class:`RemoteComponent` that forwards every lifecycle step to h2 and
+fails when h2 goes silent; on h2 the subtree hangs under a :class:`RemoteParent` that tells the
+parent's daemon when the subtree terminates by itself. Liveness between two daemons rides on one
+heartbeat stream per pair (:class:`PeerLink`), never on per-component pings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final
+
+from sd_actors.actors._component import Component, ComponentContext, Reaction
+from sd_actors.actors._errors import ComponentFailed
+from sd_actors.actors._records import TerminationRecord
+from sd_actors.net import KeyPair, MessageRegistry
+from sd_actors.net._node import Client
+from sd_actors.net._protocol import (
+    CreateSubtree,
+    Done,
+    PeerHeartbeat,
+    RecordInfo,
+    RequestFailed,
+    StepSubtree,
+    TerminateSubtree,
+)
+
+if TYPE_CHECKING:
+    from sd_actors.actors._runtime import ComponentRef
+
+logger = logging.getLogger(__name__)
+
+STEP_TIMEOUT: Final = 3600.0
+
+
+def to_record(info: RecordInfo | None, fallback_path: tuple[str, ...]) -> TerminationRecord:
+    if info is None:
+        return TerminationRecord.abnormal("no record", fallback_path)
+    return TerminationRecord(info.kind, info.description, info.path, info.cause)
+
+
+def to_info(record: TerminationRecord) -> RecordInfo:
+    return RecordInfo(kind=record.kind, description=record.description, path=record.path, cause=record.cause)
+
+
+class PeerLink:
+    """What one daemon knows of and uses to reach another: clients on demand, and its heartbeats."""
+
+    def __init__(self, endpoint: str, *, registry: MessageRegistry, keypair: KeyPair | None,
+                 server_public: str | None) -> None:
+        self.endpoint = endpoint
+        self._registry = registry
+        self._keypair = keypair
+        self._server_public = server_public
+        self._idle: list[Client] = []
+        self._lock = threading.Lock()
+        self.last_heard: float | None = None
+
+    @contextmanager
+    def client(self) -> Iterator[Client]:
+        """A client of this peer for one exchange (pooled: requests to one peer run side by side)."""
+        with self._lock:
+            client = self._idle.pop() if self._idle else None
+        if client is None:
+            client = Client(self.endpoint, registry=self._registry, keypair=self._keypair,
+                            server_public=self._server_public)
+        healthy = False
+        try:
+            yield client
+            healthy = True
+        finally:
+            if healthy:
+                with self._lock:
+                    self._idle.append(client)
+            else:
+                client.close()  # its socket may still get a late answer: never reuse it
+
+    def request(self, message: object, *, timeout: float) -> object:
+        with self.client() as client:
+            return client.request(message, timeout=timeout)
+
+    def heard(self) -> None:
+        self.last_heard = time.monotonic()
+
+    def silent_for(self) -> float:
+        return float("inf") if self.last_heard is None else time.monotonic() - self.last_heard
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for client in idle:
+            client.close()
+
+
+class Peers:
+    """Every daemon this one talks to, and the heartbeat stream to each."""
+
+    def __init__(self, *, own_endpoint: str, registry: MessageRegistry, keypair: KeyPair | None,
+                 known_keys: Callable[[str], str | None], interval: float = 0.5) -> None:
+        self.own_endpoint = own_endpoint
+        self._registry = registry
+        self._keypair = keypair
+        self._known_keys = known_keys
+        self._links: dict[str, PeerLink] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.interval = interval
+        self.incarnation = int(time.time() * 1000)
+        self._thread = threading.Thread(target=self._beat, name="sd-actors-heartbeat", daemon=True)
+        self._thread.start()
+
+    def link(self, endpoint: str, public_key: str | None = None) -> PeerLink:
+        with self._lock:
+            link = self._links.get(endpoint)
+            if link is None:
+                key = public_key or self._known_keys(endpoint)
+                if self._keypair is not None and key is None:
+                    raise ComponentFailed(TerminationRecord.abnormal(
+                        f"the public key of the daemon at {endpoint} is unknown: run 'sd-actors keys trust "
+                        f"{endpoint} KEY --state-dir …' on this daemon's host", ()))
+                link = PeerLink(endpoint, registry=self._registry, keypair=self._keypair, server_public=key)
+                self._links[endpoint] = link
+            return link
+
+    def links(self) -> list[PeerLink]:
+        with self._lock:
+            return list(self._links.values())
+
+    def heard_from(self, endpoint: str) -> None:
+        with self._lock:
+            link = self._links.get(endpoint)
+        if link is not None:
+            link.heard()
+
+    def _beat(self) -> None:
+        beat = PeerHeartbeat(sender=self.own_endpoint, incarnation=self.incarnation)
+        while not self._stopping.wait(self.interval):
+            for link in self.links():
+                threading.Thread(target=self._send_beat, args=(link, beat), daemon=True,
+                                 name="sd-actors-beat").start()
+
+    def _send_beat(self, link: PeerLink, beat: PeerHeartbeat) -> None:
+        try:
+            reply = link.request(beat, timeout=max(self.interval * 2, 0.5))
+        except (TimeoutError, OSError):
+            return
+        if isinstance(reply, Done):
+            link.heard()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        for link in self.links():
+            link.close()
+
+
+class RemoteComponent(Component):
+    """The stand-in, on the parent's daemon, for a subtree that another host's daemon runs."""
+
+    peers: Peers  # set on the class the daemon makes (see remote_component_type)
+    own_endpoint: str
+
+    def __init__(self, context: ComponentContext) -> None:
+        super().__init__(context)
+        host = context.description.get("sfProcessHost")
+        self.host = str(host)
+        self.link = self.peers.link(endpoint_of_host(self.host))
+
+    def _ask(self, message: object, doing: str) -> None:
+        try:
+            reply = self.link.request(message, timeout=STEP_TIMEOUT)
+        except (TimeoutError, OSError) as error:
+            raise ComponentFailed(self.context.record(
+                "abnormal", f"{doing} on host {self.host} failed: its daemon ({self.link.endpoint}) did not answer",
+                type(error).__name__)) from None
+        if isinstance(reply, RequestFailed):
+            raise ComponentFailed(to_record(reply.record, self.context.path) if reply.record else self.context.record(
+                "abnormal", f"{doing} on host {self.host} failed: {reply.error}"))
+
+    def create(self) -> None:
+        from sd_actors.descriptions import to_sf
+
+        self._ask(CreateSubtree(app=self.context.path[0], path=self.context.path,
+                                description=to_sf(self.context.description), parent_endpoint=self.own_endpoint),
+                  "create")
+        self.link.heard()
+
+    def deploy(self) -> None:
+        self._ask(StepSubtree(app=self.context.path[0], path=self.context.path, step="deploy"), "deploy")
+
+    def start(self) -> None:
+        self._ask(StepSubtree(app=self.context.path[0], path=self.context.path, step="start"), "start")
+
+    def terminate(self, record: TerminationRecord) -> None:
+        if self.link.silent_for() > self._silence_limit():
+            return  # its host is gone: the subtree there terminates itself when it misses our heartbeats
+        try:
+            self.link.request(TerminateSubtree(path=self.context.path, record=to_info(record)), timeout=10)
+        except (TimeoutError, OSError):
+            logger.warning("%s: host %s did not confirm the termination", self.context.ref.name_text, self.host)
+
+    def _silence_limit(self) -> float:
+        delay = self.context.inherited("sfLivenessDelay", 1.0)
+        factor = self.context.inherited("sfLivenessFactor", 2)
+        limit = float(delay if isinstance(delay, int | float) else 1.0) * float(
+            factor if isinstance(factor, int) else 2)
+        return max(limit, 2 * self.peers.interval)
+
+    def ping(self) -> None:
+        silent = self.link.silent_for()
+        if silent > self._silence_limit():
+            raise ConnectionError(f"host {self.host} ({self.link.endpoint}) unreachable: no heartbeat for "
+                                  f"{silent:.1f} s")
+
+
+class RemoteParent(Component):
+    """The stand-in, on the child's daemon, for the parent another daemon runs."""
+
+    has_children = False
+    notify: Callable[[ComponentRef, TerminationRecord], None]
+
+    def child_terminated(self, child: ComponentRef, record: TerminationRecord) -> Reaction:
+        self.notify(child, record)
+        return Reaction.CONTINUE
+
+
+def endpoint_of_host(host: str) -> str:
+    """``h2``, ``h2:3800`` or ``tcp://h2:3800`` as an endpoint."""
+    if "://" in host:
+        return host
+    return f"tcp://{host}" if ":" in host else f"tcp://{host}:3800"
