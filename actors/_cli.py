@@ -126,6 +126,13 @@ def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
                         help="keys, journal and readiness file (default %(default)s)")
     daemon.add_argument("--peer", action="append", default=[], metavar="ADDR", help="another daemon (repeatable)")
     daemon.add_argument("--hypervisor", metavar="URI", help="default libvirt URI for virtual machines")
+    daemon.add_argument("--heartbeat-interval", type=float, default=0.5, metavar="S",
+                        help="seconds between heartbeats to each other daemon (default 0.5)")
+    daemon.add_argument("--suspect-after", type=float, default=1.5, metavar="S",
+                        help="a daemon silent this long is suspect (default 1.5)")
+    daemon.add_argument("--dead-after", type=float, default=5.0, metavar="S",
+                        help="a daemon silent this long is dead; subtrees whose parent's daemon is dead "
+                        "terminate (default 5)")
     daemon.add_argument("--insecure", action="store_true",
                         help="no encryption, no authentication: for local experiments only")
     daemon.set_defaults(run=client.run_daemon)

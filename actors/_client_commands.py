@@ -72,7 +72,8 @@ def run_daemon(arguments: argparse.Namespace, out: TextIO) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = DaemonSettings(bind=endpoint_of(arguments.bind), state_dir=Path(arguments.state_dir),
                               peers=tuple(endpoint_of(p) for p in arguments.peer), hypervisor=arguments.hypervisor,
-                              insecure=arguments.insecure)
+                              insecure=arguments.insecure, heartbeat_interval=arguments.heartbeat_interval,
+                              suspect_after=arguments.suspect_after, dead_after=arguments.dead_after)
     if arguments.insecure:
         print(insecure_warning(settings.bind), file=sys.stderr)
     stop = threading.Event()

@@ -28,7 +28,7 @@ from sd_actors.actors._remote import Peers, RemoteComponent, RemoteParent, endpo
 from sd_actors.actors._runtime import ComponentRef
 from sd_actors.actors._system import System, open_system
 from sd_actors.descriptions import ComponentDescription, DescriptionError, parse_string, to_sf
-from sd_actors.net import KeyPair, MessageRegistry, insecure_warning, load_keypair
+from sd_actors.net import Heartbeat, KeyPair, MessageRegistry, insecure_warning, load_keypair
 from sd_actors.net._node import Node, Request
 from sd_actors.net._protocol import (
     CLIENT_REQUESTS,
@@ -46,7 +46,6 @@ from sd_actors.net._protocol import (
     HostsReply,
     HostStatus,
     LifecycleNotice,
-    PeerHeartbeat,
     RecordInfo,
     RequestFailed,
     ShutdownDaemon,
@@ -99,6 +98,9 @@ class DaemonSettings:
     insecure: bool = False
     host: str = field(default_factory=socket.gethostname)
     terminate_timeout: float = 30.0
+    heartbeat_interval: float = 0.5
+    suspect_after: float = 1.5
+    dead_after: float = 5.0
 
 
 def record_info(record: TerminationRecord | None) -> RecordInfo | None:
@@ -122,9 +124,10 @@ class Daemon:
                          authorized=settings.state_dir if keypair is not None else None, log=logger)
         self.endpoint = self.node.endpoint
         self.peers = Peers(own_endpoint=settings.bind, registry=registry, keypair=keypair,
-                           known_keys=lambda endpoint: known_daemon_key(settings.state_dir, endpoint))
-        for peer in settings.peers:
-            self.peers.link(peer)
+                           known_keys=lambda endpoint: known_daemon_key(settings.state_dir, endpoint),
+                           interval=settings.heartbeat_interval, suspect_after=settings.suspect_after,
+                           dead_after=settings.dead_after)
+        self.peers.seed(settings.peers)
         self._remote_type = type("RemoteComponent", (RemoteComponent,),
                                  {"peers": self.peers, "own_endpoint": settings.bind})
         self._remote_parents: dict[tuple[str, tuple[str, ...]], ComponentRef] = {}
@@ -197,7 +200,7 @@ class Daemon:
                 parents = list(self._remote_parents.items())
             for (endpoint, _), parent in parents:
                 link = self.peers.link(endpoint)
-                limit = max(5 * self.peers.interval, 2.0)
+                limit = self.settings.dead_after
                 if link.silent_for() > limit and parent.children:
                     record = TerminationRecord.abnormal(
                         f"the parent's host ({endpoint}) has been unreachable for {link.silent_for():.1f} s",
@@ -246,8 +249,8 @@ class Daemon:
                 case SubtreeTerminated(path=path, record=record):
                     self.system.lookup(path).terminate_nowait(to_record(record, path))
                     request.reply(Done())
-                case PeerHeartbeat(sender=sender):
-                    self.peers.link(sender, request.client_key or None).heard()
+                case Heartbeat():
+                    self.peers.receive(message, request.client_key)
                     request.reply(Done())
                 case ShutdownDaemon():
                     request.reply(Done())
@@ -366,15 +369,14 @@ class Daemon:
             request.reply(ApplicationTerminated(app=message.app, record=record_info(final)))
 
     def hosts(self) -> HostsReply:
-        now = time.time()
-        hosts = [HostStatus(address=self.settings.bind, state="alive", last_heard=now, is_self=True)]
-        for link in self.peers.links():
-            silent = link.silent_for()
-            limit = max(5 * self.peers.interval, 2.0)
-            state = "alive" if silent <= 2 * self.peers.interval + 0.5 else "suspect" if silent <= limit else "dead"
-            heard = None if link.last_heard is None else now - silent
-            hosts.append(HostStatus(address=link.endpoint, state=state if heard is not None else "unknown",
-                                    last_heard=heard))
+        """The pool as this daemon's membership sees it: state and when each was last heard."""
+        wall, monotonic = time.time(), time.monotonic()
+        hosts = []
+        for member in self.peers.members():
+            heard = wall if member.is_self else (
+                None if member.last_heard is None else wall - (monotonic - member.last_heard))
+            hosts.append(HostStatus(address=member.address, state=member.state, last_heard=heard,
+                                    is_self=member.is_self))
         return HostsReply(hosts=tuple(hosts))
 
     def status(self, only: str = "") -> StatusReply:

@@ -9,22 +9,21 @@ heartbeat stream per pair (:class:`PeerLink`), never on per-component pings.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
 from sd_actors.actors._component import Component, ComponentContext, Reaction
 from sd_actors.actors._errors import ComponentFailed
 from sd_actors.actors._records import TerminationRecord
-from sd_actors.net import KeyPair, MessageRegistry
+from sd_actors.net import Heartbeat, KeyPair, Member, Membership, MessageRegistry
 from sd_actors.net._node import Client
 from sd_actors.net._protocol import (
     CreateSubtree,
-    Done,
-    PeerHeartbeat,
     RecordInfo,
     RequestFailed,
     StepSubtree,
@@ -99,10 +98,17 @@ class PeerLink:
 
 
 class Peers:
-    """Every daemon this one talks to, and the heartbeat stream to each."""
+    """Every daemon this one talks to: gossip membership, and the heartbeat stream to each.
+
+    Each interval the membership says which heartbeats to send (carrying its view, so daemons
+    learn of each other from seeds without a master); a daemon heard from is alive, silent for
+    ``suspect_after`` suspect, for ``dead_after`` dead. Remote components ask their link how long
+    their host has been silent: component liveness rides on this one stream per pair.
+    """
 
     def __init__(self, *, own_endpoint: str, registry: MessageRegistry, keypair: KeyPair | None,
-                 known_keys: Callable[[str], str | None], interval: float = 0.5) -> None:
+                 known_keys: Callable[[str], str | None], interval: float = 0.5, suspect_after: float = 1.5,
+                 dead_after: float = 5.0) -> None:
         self.own_endpoint = own_endpoint
         self._registry = registry
         self._keypair = keypair
@@ -111,16 +117,25 @@ class Peers:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.interval = interval
-        self.incarnation = int(time.time() * 1000)
+        self.membership = Membership(own_endpoint, keypair.public.decode() if keypair else "",
+                                     incarnation=int(time.time() * 1000), clock=time.monotonic, interval=interval,
+                                     suspect_after=suspect_after, dead_after=dead_after)
+        self._membership_lock = threading.Lock()
         self._thread = threading.Thread(target=self._beat, name="sd-actors-heartbeat", daemon=True)
         self._thread.start()
+
+    def seed(self, endpoints: Sequence[str]) -> None:
+        with self._membership_lock:
+            self.membership.seed(endpoints)
 
     def link(self, endpoint: str, public_key: str | None = None) -> PeerLink:
         with self._lock:
             link = self._links.get(endpoint)
             if link is None:
-                key = public_key or self._known_keys(endpoint)
-                if self._keypair is not None and key is None:
+                with self._membership_lock:
+                    gossiped = self.membership.public_key(endpoint)
+                key = public_key or gossiped or self._known_keys(endpoint)
+                if self._keypair is not None and not key:
                     raise ComponentFailed(TerminationRecord.abnormal(
                         f"the public key of the daemon at {endpoint} is unknown: run 'sd-actors keys trust "
                         f"{endpoint} KEY --state-dir …' on this daemon's host", ()))
@@ -132,26 +147,35 @@ class Peers:
         with self._lock:
             return list(self._links.values())
 
-    def heard_from(self, endpoint: str) -> None:
-        with self._lock:
-            link = self._links.get(endpoint)
-        if link is not None:
-            link.heard()
+    def receive(self, heartbeat: Heartbeat, client_key: str) -> None:
+        """A heartbeat arrived; ``client_key`` is the key its frame was authenticated with."""
+        sender = heartbeat.sender
+        if self._keypair is not None and sender.public_key and sender.public_key != client_key:
+            logger.warning("ignored a heartbeat claiming to be %s: signed with another key", sender.address)
+            return
+        with self._membership_lock:
+            self.membership.receive(heartbeat)
+        self.link(sender.address, client_key or sender.public_key or None).heard()
+
+    def members(self) -> tuple[Member, ...]:
+        with self._membership_lock:
+            return self.membership.members()
 
     def _beat(self) -> None:
-        beat = PeerHeartbeat(sender=self.own_endpoint, incarnation=self.incarnation)
         while not self._stopping.wait(self.interval):
-            for link in self.links():
-                threading.Thread(target=self._send_beat, args=(link, beat), daemon=True,
+            with self._membership_lock:
+                beats = self.membership.tick()
+            for address, heartbeat in beats:
+                try:
+                    link = self.link(address)
+                except ComponentFailed:
+                    continue  # learnt by gossip without a key yet
+                threading.Thread(target=self._send_beat, args=(link, heartbeat), daemon=True,
                                  name="sd-actors-beat").start()
 
-    def _send_beat(self, link: PeerLink, beat: PeerHeartbeat) -> None:
-        try:
-            reply = link.request(beat, timeout=max(self.interval * 2, 0.5))
-        except (TimeoutError, OSError):
-            return
-        if isinstance(reply, Done):
-            link.heard()
+    def _send_beat(self, link: PeerLink, beat: Heartbeat) -> None:
+        with contextlib.suppress(TimeoutError, OSError):
+            link.request(beat, timeout=max(self.interval * 2, 0.5))
 
     def close(self) -> None:
         self._stopping.set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sd_actors.net._membership import Heartbeat
 from sd_actors.net._wire import wire_message
 
 
@@ -215,14 +216,4 @@ class SubtreeTerminated:
     record: RecordInfo
 
 
-@wire_message("sd.heartbeat")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PeerHeartbeat:
-    """One beat of the heartbeat stream between two daemons; liveness of every remote component
-    between them rides on it (no per-component traffic)."""
-
-    sender: str
-    incarnation: int
-
-
-DAEMON_REQUESTS = (CreateSubtree, StepSubtree, TerminateSubtree, SubtreeTerminated, PeerHeartbeat)
+DAEMON_REQUESTS = (CreateSubtree, StepSubtree, TerminateSubtree, SubtreeTerminated, Heartbeat)

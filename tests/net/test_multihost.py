@@ -52,9 +52,10 @@ def _keys(folder: Path) -> str:
     return load_or_create_keypair(folder).public.decode()
 
 
-def _start_daemon(pool: Pool, name: str) -> None:
+def _start_daemon(pool: Pool, name: str, seeds: list[str] | None = None) -> None:
     host: TestHost = pool.hosts[name]
-    peers = [arg for other in pool.hosts if other.name != name for arg in ("--peer", pool.endpoint(other.name))]
+    others = [other.name for other in pool.hosts if other.name != name] if seeds is None else seeds
+    peers = [arg for other in others for arg in ("--peer", pool.endpoint(other))]
     process = host.popen([str(SD_ACTORS), "daemon", "--bind", pool.endpoint(name), "--state-dir",
                           str(pool.state[name]), *peers], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          text=True, env=pool.env)
@@ -65,7 +66,13 @@ def _start_daemon(pool: Pool, name: str) -> None:
 
 
 @pytest.fixture
-def pool(tmp_path: Path) -> Iterator[Pool]:
+def seeds() -> dict[str, list[str]] | None:
+    """Which daemons each daemon is told of with --peer (None: all the others)."""
+    return None
+
+
+@pytest.fixture
+def pool(tmp_path: Path, seeds: dict[str, list[str]] | None) -> Iterator[Pool]:
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"),
            "XDG_STATE_HOME": str(tmp_path / "state")}
     with open_test_hosts(3) as hosts:
@@ -81,7 +88,7 @@ def pool(tmp_path: Path) -> Iterator[Pool]:
             authorize(folder, user_key, "the test user")
             trust_daemon(pool.endpoint(name), daemon_keys[name], user_folder)
         for host in hosts:
-            _start_daemon(pool, host.name)
+            _start_daemon(pool, host.name, None if seeds is None else seeds[host.name])
         yield pool
         for process in pool.daemons.values():
             if process.poll() is None:
@@ -189,3 +196,11 @@ def _wait_for_host(pool: Pool, host: str, address: str, state: str) -> bool:
             return True
         time.sleep(0.1)  # polling a remote daemon: nothing to wait on locally
     return False
+
+
+@pytest.mark.parametrize("seeds", [{"h1": [], "h2": ["h1"], "h3": ["h1"]}])
+def test_daemons_told_only_of_one_peer_learn_of_each_other_by_gossip(pool: Pool) -> None:
+    learnt = _wait_for_host(pool, "h2", pool.endpoint("h3"), "alive")
+
+    assert learnt
+    assert _wait_for_host(pool, "h3", pool.endpoint("h2"), "alive")
