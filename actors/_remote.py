@@ -24,6 +24,7 @@ from sd_actors.net import Heartbeat, KeyPair, Member, Membership, MessageRegistr
 from sd_actors.net._node import Client
 from sd_actors.net._protocol import (
     CreateSubtree,
+    GetHosts,
     RecordInfo,
     RequestFailed,
     StepSubtree,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STEP_TIMEOUT: Final = 3600.0
+PROBE_TIMEOUT: Final = 3.0
 
 
 def to_record(info: RecordInfo | None, fallback_path: tuple[str, ...]) -> TerminationRecord:
@@ -210,6 +212,16 @@ class RemoteComponent(Component):
     def create(self) -> None:
         from sd_actors.descriptions import to_sf
 
+        if self.link.silent_for() > self._silence_limit():
+            # Not heard from lately (or never): a quick question first, so that an unknown or
+            # unreachable host fails the deployment at once, naming the host.
+            try:
+                self.link.request(GetHosts(), timeout=PROBE_TIMEOUT)
+            except (TimeoutError, OSError) as error:
+                raise ComponentFailed(self.context.record(
+                    "abnormal", f"host {self.host} is unreachable: its daemon ({self.link.endpoint}) did not "
+                    f"answer within {PROBE_TIMEOUT:g} s; check sfProcessHost and that the daemon runs there",
+                    type(error).__name__)) from None
         self._ask(CreateSubtree(app=self.context.path[0], path=self.context.path,
                                 description=to_sf(self.context.description), parent_endpoint=self.own_endpoint),
                   "create")

@@ -204,3 +204,20 @@ def test_daemons_told_only_of_one_peer_learn_of_each_other_by_gossip(pool: Pool)
 
     assert learnt
     assert _wait_for_host(pool, "h3", pool.endpoint("h2"), "alive")
+
+
+def test_a_subtree_for_a_host_without_a_daemon_fails_the_deploy_with_a_record_naming_the_host(
+        pool: Pool, tmp_path: Path) -> None:
+    nowhere = str(pool.hosts.network.network_address + 200)
+    description = tmp_path / "nowhere.sf"
+    description.write_text(f"""
+#include "org/smartfrog/components.sf"
+sfConfig extends Compound {{ away extends Compound {{ sfProcessHost "{nowhere}"; a extends Prim; }} }}
+""")
+    trust_daemon(f"tcp://{nowhere}:{PORT}", load_or_create_keypair(tmp_path / "nowhere").public.decode(),
+                 pool.state["h1"])
+
+    result = pool.cli("up", str(description), "--name", "away", "--host", pool.endpoint("h1"))
+
+    assert result.returncode == 1
+    assert f"host {nowhere} is unreachable" in result.stdout
