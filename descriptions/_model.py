@@ -162,7 +162,7 @@ class ComponentDescription:
     """
 
     __slots__ = ("_attributes", "_tags", "parent", "eager", "prototypes", "location", "locations", "state",
-                 "_shared")
+                 "_shared", "frozen")
 
     def __init__(
         self,
@@ -182,6 +182,9 @@ class ComponentDescription:
         self.state = 0
         # True while _tags and locations are still shared with the description this was copied from.
         self._shared = False
+        # A frozen description holds only literals and is shared instead of copied by ``extends``
+        # (static schemas: the same in every component). Unfreeze before changing one.
+        self.frozen = False
 
     # -- mapping interface (attribute names only; pending placements are hidden) -------------
     def __getitem__(self, name: str) -> object:
@@ -242,7 +245,8 @@ class ComponentDescription:
         if location is not None:
             self.locations[name] = location
         if isinstance(value, ComponentDescription):
-            value.parent = self
+            if not value.frozen:
+                value.parent = self
         elif isinstance(value, Apply):
             value.body.parent = self
 
@@ -250,7 +254,8 @@ class ComponentDescription:
         """Replace the value only (tags and position stay)."""
         self._attributes[name] = value
         if isinstance(value, ComponentDescription):
-            value.parent = self
+            if not value.frozen:
+                value.parent = self
         elif isinstance(value, Apply):
             value.body.parent = self
 
@@ -269,7 +274,8 @@ class ComponentDescription:
         self._shared = other._shared
         for value in self._attributes.values():
             if isinstance(value, ComponentDescription):
-                value.parent = self
+                if not value.frozen:
+                    value.parent = self
             elif isinstance(value, Apply):
                 value.body.parent = self
 
@@ -339,6 +345,12 @@ class ComponentDescription:
     def copy(self, parent: ComponentDescription | None = None) -> ComponentDescription:
         """A deep copy re-parented under ``parent`` (what ``extends`` does to a prototype)."""
         # The hot path of type resolution: tags and locations are shared until either side writes.
+        if self.frozen:
+            return self
+        return self.thaw(parent)
+
+    def thaw(self, parent: ComponentDescription | None = None) -> ComponentDescription:
+        """A deep copy that is never frozen (even when this one is)."""
         new = ComponentDescription.__new__(ComponentDescription)
         new.parent = parent
         new.eager = self.eager
@@ -347,13 +359,14 @@ class ComponentDescription:
         new._tags = self._tags
         new.locations = self.locations
         new._shared = True
+        new.frozen = False
         self._shared = True
         new.prototypes = None if self.prototypes is None else [copy_value(p, new) for p in self.prototypes]
         attributes: dict[Key, object] = {}
         for key, value in self._attributes.items():
             kind = type(value)
             if kind is ComponentDescription:
-                attributes[key] = value.copy(new)  # type: ignore[attr-defined]
+                attributes[key] = value.thaw(new) if self.frozen else value.copy(new)  # type: ignore[attr-defined]
             elif kind is Apply or kind is list:
                 attributes[key] = copy_value(value, new)
             else:

@@ -17,6 +17,7 @@ from sd_actors.descriptions._resolver import (
     finish,
     phase_errors,
     select_sfconfig,
+    thaw_path,
 )
 
 PhaseObserver = Callable[[str, ComponentDescription], None]
@@ -139,6 +140,7 @@ def _resolve(
         root.remove("phaseList")
     resolver = Resolver(root, properties=properties or {}, environment=environment)
     resolver.has_placements = has_placements
+    resolver.share_schemas = all(p in DEFAULT_PHASES or p == "print" for p in phases)
     current = root
     overrides_applied = not overrides
     for phase in phases:
@@ -184,6 +186,8 @@ def _apply_overrides(root: ComponentDescription, overrides: Mapping[str, str]) -
             raise PlacementError(f"--set {path}={text}: the path names no attribute",
                                  hint="write --set component:attribute=value (relative to sfConfig)")
         target = root.get("sfConfig")
+        if isinstance(target, ComponentDescription):
+            thaw_path(target, names[:-1])
         for name in names[:-1]:
             if not isinstance(target, ComponentDescription) or not isinstance(target.get(name),
                                                                                 ComponentDescription):

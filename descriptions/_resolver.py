@@ -147,6 +147,10 @@ class Resolver:
         self._type_mode = False
         # The parser tells whether any ``a:b:c value;`` was written; without one, no pass is needed.
         self.has_placements = True
+        # Literal schemas are shared by every component that extends them, not copied (user phases,
+        # which may change any description, turn this off).
+        self.share_schemas = True
+        self._constructed: dict[int, Apply] = {}
         self._in_progress: set[tuple[int, object]] = set()
         self._link_live: set[int] = set()
         self.errors: list[DescriptionError] = []
@@ -374,7 +378,7 @@ class Resolver:
     def _check_assertion(self, holder: ComponentDescription, key: str, apply: Apply) -> object:
         body = apply.body
         phase = body.get("sfAssertionPhase", "dynamic")
-        pristine = body.copy(holder) if phase == "dynamic" else None
+        pristine = body.thaw(holder) if phase == "dynamic" else None
         if phase not in ("static", "staticLazy", "dynamic"):
             raise _Unresolved(f"sfAssertionPhase is {phase!r}", 'use "static", "staticLazy" or "dynamic"',
                               error=FunctionError)
@@ -484,6 +488,10 @@ class Resolver:
             if isinstance(value, ComponentDescription):
                 self._resolve_types(value)
         cd.state = _DONE
+        constructor = cd.raw_get("phase.function")
+        if self.share_schemas and isinstance(constructor, str) and \
+                _names.CONSTRUCTORS.get(constructor) == _names.CONSTRUCT_SCHEMA and _is_literal_tree(cd):
+            cd.frozen = True
 
     def _merge_prototypes(self, cd: ComponentDescription) -> None:
         prototypes = cd.prototypes or []
@@ -588,6 +596,7 @@ class Resolver:
     def _place(self, cd: ComponentDescription, slot: PlacementSlot, value: object) -> str | None:
         from sd_actors.descriptions._model import RefPart
 
+        thaw_path(cd, slot.parts[:-1])
         prefix = Reference(tuple(RefPart(HERE, p) for p in slot.parts[:-1]), location=slot.location)
         try:
             target = self.resolve(prefix, cd)
@@ -616,10 +625,18 @@ class Resolver:
         node = self.root if cd is None else cd
         for key, value in node.raw_items():
             if type(value) is ComponentDescription:
+                if value.frozen:
+                    shared = self._constructed.get(id(value))
+                    if shared is not None:
+                        node.replace_value(key, shared)
+                        continue
                 self.function_phase(value)
                 constructor = value.raw_get("phase.function")
                 if constructor is not None:
-                    node.replace_value(key, self._construct(value, constructor, node, key))
+                    constructed = self._construct(value, constructor, node, key)
+                    if value.frozen:
+                        self._constructed[id(value)] = constructed
+                    node.replace_value(key, constructed)
             elif type(value) is Apply:
                 self.function_phase(value.body)
 
@@ -798,6 +815,46 @@ def _short(value: object) -> str:
 
     text = format_value(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def thaw_path(cd: ComponentDescription, names: tuple[str, ...] | list[str]) -> None:
+    """Give ``cd`` private copies of the shared (frozen) descriptions along ``names``, before a change."""
+    node = cd
+    for name in names:
+        value = node.raw_get(name)
+        if not isinstance(value, ComponentDescription):
+            return
+        if value.frozen:
+            value = value.thaw(node)
+            node.replace_value(name, value)
+        node = value
+
+
+def _is_literal_tree(cd: ComponentDescription) -> bool:
+    """Only literals, literal function applications and nested such descriptions: safe to share."""
+    if cd.prototypes:
+        return False
+    for key, value in cd.raw_items():
+        if type(key) is not str or not _is_literal_value(value):
+            return False
+    function = cd.raw_get("sfFunctionClass")
+    if isinstance(function, str) and cd.raw_get("phase.function") is not None:
+        canonical = _names.canonical_function(function)
+        if canonical in _IMPURE_FUNCTIONS:
+            return False
+    return True
+
+
+def _is_literal_value(value: object) -> bool:
+    kind = type(value)
+    if kind is ComponentDescription:
+        return _is_literal_tree(value)  # type: ignore[arg-type]
+    if kind is list:
+        return all(_is_literal_value(item) for item in value)  # type: ignore[attr-defined]
+    return kind is not Reference and kind is not Apply
+
+
+_IMPURE_FUNCTIONS: Final = frozenset(_names.function(n) for n in ("Next", "Random", "Date", "UserInput", "Ref"))
 
 
 def _tbd_location(cd: ComponentDescription, key: str) -> SourceLocation | None:
