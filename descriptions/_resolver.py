@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -112,6 +113,17 @@ class _Unresolved(Exception):
         return self.message
 
 
+@dataclass(frozen=True, slots=True)
+class _SchemaRule:
+    """One schema entry with its settings resolved."""
+
+    name: str
+    label: str
+    optional: bool
+    binding: str
+    allowed: tuple[str, ...]
+
+
 class _StaticAssertion:
     """Placeholder for an assertion checked at parse time and dropped from the result."""
 
@@ -151,6 +163,8 @@ class Resolver:
         # which may change any description, turn this off).
         self.share_schemas = True
         self._constructed: dict[int, Apply] = {}
+        self._schema_rules: dict[int, _SchemaRule] = {}
+        self._frozen_schema = False
         self._in_progress: set[tuple[int, object]] = set()
         self._link_live: set[int] = set()
         self.errors: list[DescriptionError] = []
@@ -377,6 +391,7 @@ class Resolver:
     # ================================================================ assertions and schemas
     def _check_assertion(self, holder: ComponentDescription, key: str, apply: Apply) -> object:
         body = apply.body
+        self._frozen_schema = body.frozen
         phase = body.get("sfAssertionPhase", "dynamic")
         pristine = body.thaw(holder) if phase == "dynamic" else None
         if phase not in ("static", "staticLazy", "dynamic"):
@@ -425,6 +440,19 @@ class Resolver:
         return _CHECKED
 
     def _check_schema_element(self, holder: ComponentDescription, element: Apply) -> str | None:
+        # A shared (frozen) schema's rules are worked out once, not once per component.
+        cached = self._schema_rules.get(id(element)) if self._frozen_schema else None
+        if cached is not None:
+            return self._apply_rule(holder, cached)
+        rule = self._schema_rule(element)
+        if isinstance(rule, str):
+            return rule
+        if self._frozen_schema:
+            self._schema_rules[id(element)] = rule
+        return self._apply_rule(holder, rule)
+
+    def _schema_rule(self, element: Apply) -> _SchemaRule | str:
+        """An element's settings, resolved: the rule to check every holder against (or what is wrong)."""
         body = element.body
         settings: dict[str, object] = {}
         for setting in ("name", "optional", "binding", "class", "description"):
@@ -445,23 +473,33 @@ class Resolver:
         binding = settings.get("binding", "anyBinding")
         if binding not in ("anyBinding", "eager", "lazy"):
             return f"schema: binding of {label} must be \"eager\", \"lazy\" or \"anyBinding\", not {binding!r}"
-        classes = settings.get("class", "anyClass")
-        if holder.raw_get(name) is TBD:
+        return _SchemaRule(name, label, settings.get("optional") is True, str(binding),
+                           tuple(_class_names(settings.get("class", "anyClass"))))
+
+    def _apply_rule(self, holder: ComponentDescription, rule: _SchemaRule) -> str | None:
+        name, label = rule.name, rule.label
+        raw = holder.raw_get(name, _MISSING)
+        if raw is TBD:
             return None  # reported as a TBD, with the fix, by the link phase
-        try:
-            value: object = self.value_of(holder, name) if name in holder else _MISSING
-        except _Lazy:
-            value = _LAZY_VALUE
-        except _Unresolved:
-            value = _MISSING
+        if raw is _MISSING:
+            value: object = _MISSING
+        elif type(raw) in _PLAIN:
+            value = raw
+        else:
+            try:
+                value = self.value_of(holder, name)
+            except _Lazy:
+                value = _LAZY_VALUE
+            except _Unresolved:
+                value = _MISSING
         if value is _MISSING:
-            return None if settings.get("optional") is True else f"schema: required attribute {label} is missing"
-        allowed = _class_names(classes)
+            return None if rule.optional else f"schema: required attribute {label} is missing"
+        allowed = rule.allowed
         if value is _LAZY_VALUE or (isinstance(value, Reference) and value.data):
-            if binding == "eager" and "anyClass" not in allowed:
+            if rule.binding == "eager" and "anyClass" not in allowed:
                 return f"schema: attribute {label} must have a value now, not a LAZY reference"
             return None
-        if binding == "lazy":
+        if rule.binding == "lazy":
             return f"schema: attribute {label} must be a LAZY reference"
         kind = value_kind(value)
         if "anyClass" in allowed or kind in allowed:
@@ -589,7 +627,7 @@ class Resolver:
                         self._place_in(value, pending)
                 else:
                     pending.append((cd, key, message))
-            elif type(value) is ComponentDescription and cd.raw_get(key) is value:
+            elif type(value) is ComponentDescription and not value.frozen and cd.raw_get(key) is value:
                 progress = self._place_in(value, pending) or progress
         return progress
 
