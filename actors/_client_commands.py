@@ -18,13 +18,16 @@ from typing import TextIO
 
 from sd_actors.actors._daemon import (
     DEFAULT_PORT,
+    KNOWN_DAEMONS_FILE,
     READY_FILE,
     DaemonSettings,
     default_state_dir,
+    known_daemon_key,
     make_registry,
     open_daemon,
 )
 from sd_actors.actors._errors import DeploymentError
+from sd_actors.actors._remote import to_record
 from sd_actors.descriptions import ComponentDescription, parse_file, to_sf
 from sd_actors.net import (
     KeyPair,
@@ -54,7 +57,6 @@ from sd_actors.net._protocol import (
 
 EXIT_FAILED = 1
 EXIT_UNREACHABLE = 3
-KNOWN_DAEMONS_FILE = "known_daemons"
 REQUEST_TIMEOUT = 10.0
 
 
@@ -140,12 +142,9 @@ def endpoint_of(host: str | None) -> str:
 
 
 def _known_key(endpoint: str, state_dir: Path) -> str | None:
-    path = user_config_folder() / KNOWN_DAEMONS_FILE
-    if path.exists():
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] == endpoint:
-                return parts[1]
+    known = known_daemon_key(user_config_folder(), endpoint)
+    if known is not None:
+        return known
     ready = _ready_info(state_dir)
     if ready and ready.get("endpoint") == endpoint:
         key = ready.get("public_key")
@@ -220,14 +219,7 @@ def _request(client: Client, message: object, timeout: float = REQUEST_TIMEOUT) 
 
 
 def _record_text(record: RecordInfo | None) -> str:
-    if record is None:
-        return ""
-    text = f"{record.kind} termination of {':'.join(record.path) or '?'}"
-    if record.description:
-        text += f": {record.description}"
-    if record.cause and record.cause not in record.description:
-        text += f" (cause: {record.cause})"
-    return text
+    return "" if record is None else str(to_record(record, ()))
 
 
 # ------------------------------------------------------------------------------------- up / down

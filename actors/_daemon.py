@@ -24,7 +24,15 @@ from sd_actors.actors._errors import ComponentFailed, DeploymentError
 from sd_actors.actors._events import LifecycleEvent, State
 from sd_actors.actors._journal import ApplicationStatus, DuplicateApplication, Journal, JournalError, open_journal
 from sd_actors.actors._records import TerminationRecord
-from sd_actors.actors._remote import Peers, RemoteComponent, RemoteParent, endpoint_of_host, to_info, to_record
+from sd_actors.actors._remote import (
+    Peers,
+    RemoteComponent,
+    RemoteParent,
+    endpoint_of_host,
+    record_info,
+    to_info,
+    to_record,
+)
 from sd_actors.actors._runtime import ComponentRef
 from sd_actors.actors._system import System, open_system
 from sd_actors.descriptions import ComponentDescription, DescriptionError, parse_string, to_sf
@@ -46,7 +54,6 @@ from sd_actors.net._protocol import (
     HostsReply,
     HostStatus,
     LifecycleNotice,
-    RecordInfo,
     RequestFailed,
     ShutdownDaemon,
     StatusReply,
@@ -101,12 +108,6 @@ class DaemonSettings:
     heartbeat_interval: float = 0.5
     suspect_after: float = 1.5
     dead_after: float = 5.0
-
-
-def record_info(record: TerminationRecord | None) -> RecordInfo | None:
-    if record is None:
-        return None
-    return RecordInfo(kind=record.kind, description=record.description, path=record.path, cause=record.cause)
 
 
 class Daemon:

@@ -46,8 +46,17 @@ def to_record(info: RecordInfo | None, fallback_path: tuple[str, ...]) -> Termin
     return TerminationRecord(info.kind, info.description, info.path, info.cause)
 
 
-def to_info(record: TerminationRecord) -> RecordInfo:
+def record_info(record: TerminationRecord | None) -> RecordInfo | None:
+    """A TerminationRecord as it travels on the wire."""
+    if record is None:
+        return None
     return RecordInfo(kind=record.kind, description=record.description, path=record.path, cause=record.cause)
+
+
+def to_info(record: TerminationRecord) -> RecordInfo:
+    info = record_info(record)
+    assert info is not None
+    return info
 
 
 class PeerLink:
