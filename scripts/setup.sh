@@ -19,7 +19,8 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # --- 1. Debian packages -----------------------------------------------------------------
 # libvirt-dev + pkg-config: headers and libvirt.pc that libvirt-python's build reads;
 # gcc + python3-dev: compile its C extension; python3-venv: `python3 -m venv` on Debian.
-debian_packages=(libvirt-dev pkg-config gcc python3-dev python3-venv)
+# iproute2: `ip netns` and veth pairs, the simulated hosts of the multi-host tests (tests/hosts).
+debian_packages=(libvirt-dev pkg-config gcc python3-dev python3-venv iproute2)
 
 missing=()
 for package in "${debian_packages[@]}"; do
