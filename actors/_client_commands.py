@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -72,7 +73,11 @@ class CommandError(Exception):
 def run_daemon(arguments: argparse.Namespace, out: TextIO) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = DaemonSettings(bind=endpoint_of(arguments.bind), state_dir=Path(arguments.state_dir),
+    bind = endpoint_of(arguments.bind)
+    address = bind.split("://")[-1].rsplit(":", 1)[0]
+    # A daemon is named by the address it listens on, unless that is only the loopback.
+    host = socket.gethostname() if address in ("127.0.0.1", "localhost", "*", "0.0.0.0") else address  # noqa: S104 (a comparison, not a bind)
+    settings = DaemonSettings(bind=bind, host=host, state_dir=Path(arguments.state_dir),
                               peers=tuple(endpoint_of(p) for p in arguments.peer), hypervisor=arguments.hypervisor,
                               insecure=arguments.insecure, heartbeat_interval=arguments.heartbeat_interval,
                               suspect_after=arguments.suspect_after, dead_after=arguments.dead_after)

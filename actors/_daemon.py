@@ -7,6 +7,7 @@ components that own external resources re-attach to them instead of creating sec
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -58,6 +59,7 @@ from sd_actors.net._protocol import (
     ShutdownDaemon,
     StatusReply,
     StepSubtree,
+    SubtreeEvents,
     SubtreeTerminated,
     TerminateApplication,
     TerminateSubtree,
@@ -132,8 +134,11 @@ class Daemon:
         self._remote_type = type("RemoteComponent", (RemoteComponent,),
                                  {"peers": self.peers, "own_endpoint": settings.bind})
         self._remote_parents: dict[tuple[str, tuple[str, ...]], ComponentRef] = {}
+        # Events to other daemons leave in order, one at a time, never from an actor's thread.
+        self._sender = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sd-actors-send")
         self._parents_lock = threading.Lock()
         system.set_placement(self._placement)
+        self._unsubscribe_forwarding = system.subscribe(self._forward_event)
         self._watchdog = threading.Thread(target=self._watch_remote_parents, name="sd-actors-watchdog", daemon=True)
         self._watchdog.start()
 
@@ -168,6 +173,37 @@ class Daemon:
             request.reply(RequestFailed(error=str(failure), record=record_info(failure.record)))
             return
         request.reply(Done())
+
+    def _forward_event(self, event: LifecycleEvent) -> None:
+        """An event of a subtree hosted here for another daemon goes to that daemon too."""
+        if len(event.path) < 2:
+            return
+        with self._parents_lock:
+            targets = [endpoint for (endpoint, parent_path), parent in self._remote_parents.items()
+                       if event.path[:len(parent_path)] == parent_path and len(event.path) > len(parent_path)]
+        if not targets:
+            return
+        notice = LifecycleNotice(path=event.path, old=event.old.value if event.old else "", new=event.new.value,
+                                 time=event.time, host=self.settings.host, component_class=event.component_class,
+                                 record=record_info(event.record))
+        for endpoint in targets:
+            self._send_async(endpoint, SubtreeEvents(notices=(notice,)))
+
+    def _send_async(self, endpoint: str, message: object) -> None:
+        def send() -> None:
+            try:
+                self.peers.link(endpoint).request(message, timeout=10)
+            except (TimeoutError, OSError, ComponentFailed) as error:
+                logger.debug("could not send %s to %s: %s", type(message).__name__, endpoint, error)
+
+        self._sender.submit(send)
+
+    def _republish(self, message: SubtreeEvents) -> None:
+        for notice in message.notices:
+            self.system.runtime.bus.publish(LifecycleEvent(
+                notice.path, State(notice.old) if notice.old else None, State(notice.new), notice.time,
+                to_record(notice.record, notice.path) if notice.record else None, notice.host,
+                notice.component_class))
 
     def _tell_parent(self, endpoint: str, child: ComponentRef, record: TerminationRecord) -> None:
         def send() -> None:
@@ -246,6 +282,9 @@ class Daemon:
                 case TerminateSubtree(path=path, record=record):
                     ref = self.system.lookup(path)
                     self.system.runtime.terminate_component(ref, to_record(record, path), notify_parent=False)
+                    request.reply(Done())
+                case SubtreeEvents():
+                    self._republish(message)
                     request.reply(Done())
                 case SubtreeTerminated(path=path, record=record):
                     self.system.lookup(path).terminate_nowait(to_record(record, path))
@@ -444,6 +483,8 @@ class Daemon:
     def close(self) -> None:
         self.stopped.set()
         self._unsubscribe()
+        self._unsubscribe_forwarding()
+        self._sender.shutdown(wait=False, cancel_futures=True)
         self.peers.close()
         self.node.close()
         (self.settings.state_dir / READY_FILE).unlink(missing_ok=True)

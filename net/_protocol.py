@@ -216,4 +216,12 @@ class SubtreeTerminated:
     record: RecordInfo
 
 
-DAEMON_REQUESTS = (CreateSubtree, StepSubtree, TerminateSubtree, SubtreeTerminated, Heartbeat)
+@wire_message("sd.subtree_events")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubtreeEvents:
+    """Lifecycle events of a subtree, sent to its parent's daemon (progress, status, the console)."""
+
+    notices: tuple[LifecycleNotice, ...]
+
+
+DAEMON_REQUESTS = (CreateSubtree, StepSubtree, TerminateSubtree, SubtreeTerminated, SubtreeEvents, Heartbeat)

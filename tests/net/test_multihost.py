@@ -129,6 +129,8 @@ def test_a_description_spanning_three_hosts_is_created_by_each_hosts_daemon(pool
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "spread is up" in result.stdout
+    progress = [line.split() for line in result.stdout.splitlines() if line.startswith(" ")]
+    assert ["spread:second:a", "created", pool.hosts["h2"].address] in [line[1:4] for line in progress]
     on_h1 = _components(pool, "h1")
     on_h2 = _components(pool, "h2")
     on_h3 = _components(pool, "h3")
