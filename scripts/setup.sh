@@ -20,7 +20,9 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # libvirt-dev + pkg-config: headers and libvirt.pc that libvirt-python's build reads;
 # gcc + python3-dev: compile its C extension; python3-venv: `python3 -m venv` on Debian.
 # iproute2: `ip netns` and veth pairs, the simulated hosts of the multi-host tests (tests/hosts).
-debian_packages=(libvirt-dev pkg-config gcc python3-dev python3-venv iproute2)
+# libvirt-clients + libxml2-utils: virt-xml-validate (and the xmllint it runs), which checks generated
+# domain XML, Xen's too, against libvirt's schema.
+debian_packages=(libvirt-dev pkg-config gcc python3-dev python3-venv iproute2 libvirt-clients libxml2-utils)
 
 missing=()
 for package in "${debian_packages[@]}"; do

@@ -1,0 +1,353 @@
+"""VM: a virtual machine as a component, defined, started, watched and torn down through libvirt."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final, TypeVar
+from urllib.parse import urlsplit
+
+import libvirt
+
+from sd_actors.actors import ABNORMAL, NORMAL, Component, DeploymentError, LinkError, TerminationRecord
+from sd_actors.plugins._domain_xml import Disk, DomainSpec, Owner, default_domain_type, domain_xml, read_owner
+from sd_actors.plugins._libvirt_events import open_connection
+from sd_actors.plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from sd_actors.actors import ComponentContext, Timer
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_HYPERVISOR: Final = "test:///default"
+HYPERVISOR_PROPERTY: Final = "sd_actors.hypervisor"
+"""The System property (``open_system(properties=…)``) that gives VMs without ``hypervisor`` their URI."""
+HYPERVISOR_ENVIRONMENT: Final = "SD_ACTORS_HYPERVISOR"
+"""The environment variable that does the same when the property is not set."""
+
+DEFAULT_LIVENESS_DELAY_MS: Final = 2000
+DEFAULT_LIVENESS_FACTOR: Final = 3
+
+_ALIVE_STATES: Final = frozenset({
+    libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED, libvirt.VIR_DOMAIN_PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN, libvirt.VIR_DOMAIN_PMSUSPENDED,
+})
+"""States of a domain that is still there for its user (paused or shutting down included)."""
+
+_STATE_NAMES: Final = {
+    libvirt.VIR_DOMAIN_NOSTATE: "NOSTATE", libvirt.VIR_DOMAIN_RUNNING: "RUNNING",
+    libvirt.VIR_DOMAIN_BLOCKED: "BLOCKED", libvirt.VIR_DOMAIN_PAUSED: "PAUSED",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "SHUTDOWN", libvirt.VIR_DOMAIN_SHUTOFF: "SHUTOFF",
+    libvirt.VIR_DOMAIN_CRASHED: "CRASHED", libvirt.VIR_DOMAIN_PMSUSPENDED: "PMSUSPENDED",
+}
+
+_STOP_EVENTS: Final = frozenset({
+    libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_CRASHED, libvirt.VIR_DOMAIN_EVENT_UNDEFINED,
+})
+"""Lifecycle events after which the domain's state is looked at at once, not at the next poll."""
+
+
+class DomainError(DeploymentError):
+    """A virtual machine could not be defined, started or watched."""
+
+
+class DomainNameTaken(DomainError):
+    """A domain of the wanted name exists and sd-actors did not define it for this component."""
+
+
+def state_names(state: int, reason: int) -> tuple[str, str]:
+    """libvirt's names for a domain state and its reason: ``("SHUTOFF", "DESTROYED")``."""
+    name = _STATE_NAMES.get(state, str(state))
+    prefix = f"VIR_DOMAIN_{name}_"
+    for constant in dir(libvirt):
+        if constant.startswith(prefix) and not constant.endswith("_LAST") and getattr(libvirt, constant) == reason:
+            return name, constant[len(prefix):]
+    return name, str(reason)
+
+
+class VM(Component):
+    """A libvirt domain made from the 2007 SmartDomains attributes (XenDomain is the same component).
+
+    ``deploy`` connects to ``hypervisor`` and defines the domain, or re-attaches to one that
+    carries this component's metadata (a daemon that restarted); a domain of the same name that
+    is not this component's is an error and is never touched. ``start`` starts it unless it runs.
+    While it runs, libvirt's lifecycle events and a look at its state every
+    ``domainLivenessDelay`` ms (and every ping) watch it: a guest that shut itself down terminates
+    the component normally (the user's intent, not something to repair); a domain that crashed,
+    was destroyed or undefined behind sd-actors' back fails it, the record naming libvirt's state
+    and reason. ``terminate`` destroys and undefines the domain, only if its metadata names this
+    component.
+    """
+
+    def __init__(self, context: ComponentContext) -> None:
+        super().__init__(context)
+        self._where = ":".join(context.path)
+        self._owner = Owner(app=context.path[0], component=self._where, host=context.host, process=context.process)
+        self._uri = DEFAULT_HYPERVISOR
+        self._name = ""
+        self._connection: libvirt.virConnect | None = None
+        self._domain: libvirt.virDomain | None = None
+        self._callback_id: int | None = None
+        self._watching = True
+        self._liveness_delay = DEFAULT_LIVENESS_DELAY_MS / 1000
+        self._liveness_factor = DEFAULT_LIVENESS_FACTOR
+        self._failed_looks = 0
+        self._timer: Timer | None = None
+        self._started = False
+        self._ending = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def deploy(self) -> None:
+        self._uri = self._hypervisor()
+        self._read_liveness()
+        self._check_boot_files()
+        try:
+            self._connection = open_connection(self._uri)
+        except libvirt.libvirtError as error:
+            raise DomainError(f"{self._where}: cannot connect to hypervisor {self._uri!r}: {error}; give a libvirt "
+                              "URI this host serves (qemu:///system, xen:///system, test:///default) and check "
+                              "that its daemon runs") from error
+        spec = self._spec(self._connection)
+        self._name = spec.name
+        existing = self._lookup(spec.name)
+        if existing is not None:
+            owner = read_owner(self._libvirt(existing.XMLDesc, "read the definition of"))
+            if not self._owner.owns(owner):
+                who = "no sd-actors metadata" if owner is None else f"the metadata of {owner.component} on {owner.host}"
+                raise DomainNameTaken(
+                    f"{self._where}: a domain named {spec.name!r} already exists on {self._uri} with {who}; it "
+                    "is left alone: choose another domainName, or remove that domain yourself if it is not needed")
+            logger.info("%s: re-attached to domain %r", self._where, spec.name)
+            self._domain = existing
+        else:
+            xml = domain_xml(spec)
+            self._domain = self._libvirt(lambda: self._connection_or_fail().defineXML(xml), "define")
+        if self._watching:
+            self._watch_events()
+
+    def start(self) -> None:
+        domain = self._domain_or_fail()
+        if not self._libvirt(domain.isActive, "look at"):
+            self._libvirt(domain.create, "start")
+        self._started = True
+        if self._watching:
+            self._timer = self.context.call_later(self._liveness_delay, self._poll)
+
+    def ping(self) -> None:
+        if self._watching:
+            self._look()
+
+    def terminate(self, record: TerminationRecord) -> None:
+        self._ending = True
+        if self._timer is not None:
+            self._timer.cancel()
+        connection, domain = self._connection, self._domain
+        try:
+            if connection is not None and self._callback_id is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    connection.domainEventDeregisterAny(self._callback_id)
+            if domain is not None:
+                self._remove(domain)
+        finally:
+            if connection is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    connection.close()
+            self._connection = self._domain = None
+
+    # -- watching --------------------------------------------------------------------------------------
+    def _watch_events(self) -> None:
+        connection, domain = self._connection_or_fail(), self._domain_or_fail()
+        context = self.context
+
+        def on_lifecycle(_connection: libvirt.virConnect, _domain: libvirt.virDomain, event: int, detail: int,
+                         _opaque: object) -> None:
+            # libvirt's event thread: hand the event to the component's own thread.
+            if event in _STOP_EVENTS:
+                context.call_soon(self._look)
+
+        self._callback_id = self._libvirt(lambda: connection.domainEventRegisterAny(
+            domain, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None), "watch the events of")
+
+    def _poll(self) -> None:
+        self._timer = None
+        self._look()
+        if not self._ending:
+            self._timer = self.context.call_later(self._liveness_delay, self._poll)
+
+    def _look(self) -> None:
+        """Look at the domain's state; end the component if the domain is no longer running."""
+        if not self._started or self._ending or self.context.termination_requested or self._domain is None:
+            return
+        try:
+            state, reason = self._domain.state()
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                self._end(ABNORMAL, f"domain {self._name!r} no longer exists on {self._uri}: it was undefined behind "
+                                    "sd-actors' back", f"libvirt: {error}")
+                return
+            self._failed_looks += 1
+            if self._failed_looks >= self._liveness_factor:
+                self._end(ABNORMAL, f"cannot read the state of domain {self._name!r} on {self._uri} "
+                                    f"({self._failed_looks} looks in a row, domainLivenessFactor "
+                                    f"{self._liveness_factor})", f"libvirt: {error}")
+            return
+        self._failed_looks = 0
+        if state in _ALIVE_STATES:
+            return
+        state_name, reason_name = state_names(state, reason)
+        cause = f"libvirt state {state_name}, reason {reason_name}"
+        if state == libvirt.VIR_DOMAIN_SHUTOFF and reason == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN:
+            self._end(NORMAL, f"the guest of domain {self._name!r} shut itself down", cause)
+        else:
+            self._end(ABNORMAL, f"domain {self._name!r} stopped behind sd-actors' back: {state_name.lower()} "
+                                f"({reason_name.lower().replace('_', ' ')})", cause)
+
+    def _end(self, kind: str, description: str, cause: str) -> None:
+        self._ending = True
+        self.context.terminate_self(TerminationRecord(kind, description, self.context.path, cause))
+
+    # -- tearing down ----------------------------------------------------------------------------------
+    def _remove(self, domain: libvirt.virDomain) -> None:
+        """Destroy and undefine ``domain`` if its metadata still names this component."""
+        try:
+            owner = read_owner(domain.XMLDesc())
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return  # already gone
+            raise
+        if not self._owner.owns(owner):
+            logger.warning("%s: domain %r is no longer ours (metadata %s): left alone", self._where, self._name, owner)
+            return
+        if domain.isActive():
+            domain.destroy()
+        domain.undefine()
+
+    # -- reading the description -----------------------------------------------------------------------
+    def _hypervisor(self) -> str:
+        context = self.context
+        uri = context.attribute("hypervisor", None)
+        if uri is None:
+            try:
+                uri = context.resolve(f"PROPERTY {HYPERVISOR_PROPERTY}")
+            except LinkError:
+                uri = os.environ.get(HYPERVISOR_ENVIRONMENT) or DEFAULT_HYPERVISOR
+        if not isinstance(uri, str) or not uri:
+            raise DomainError(f"{self._where}: hypervisor is {uri!r}; give a libvirt URI such as qemu:///system")
+        return uri
+
+    def _read_liveness(self) -> None:
+        context = self.context
+        check = context.attribute("domainLivenessCheck", True)
+        delay = context.attribute("domainLivenessDelay", DEFAULT_LIVENESS_DELAY_MS)
+        factor = context.attribute("domainLivenessFactor", DEFAULT_LIVENESS_FACTOR)
+        if not isinstance(check, bool):
+            raise DomainError(f"{self._where}: domainLivenessCheck is {check!r}; give true or false")
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay <= 0:
+            raise DomainError(f"{self._where}: domainLivenessDelay is {delay!r}; give milliseconds above 0, e.g. 2000")
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise DomainError(f"{self._where}: domainLivenessFactor is {factor!r}; give a whole number of 1 or more")
+        self._watching, self._liveness_delay, self._liveness_factor = check, delay / 1000, factor
+
+    def _spec(self, connection: libvirt.virConnect) -> DomainSpec:
+        context = self.context
+        name = context.attribute("domainName")
+        if not isinstance(name, str):
+            raise DomainError(f"{self._where}: domainName is {name!r}; give the machine's name as a string")
+        domain_type = context.attribute("domainType", None)
+        if domain_type is None:
+            capabilities = self._libvirt(connection.getCapabilities, "read the capabilities for")
+            domain_type = default_domain_type(capabilities)
+            if domain_type is None:
+                raise DomainError(f"{self._where}: hypervisor {self._uri!r} offers no domain type; set domainType")
+        texts: dict[str, str | None] = {}
+        for attribute in ("kernel", "ramdisk", "extra", "ip", "gateway", "netmask", "hostname", "network"):
+            value = context.attribute(attribute, None)
+            if value is not None and not isinstance(value, str):
+                raise DomainError(f"{self._where}: {attribute} is {value!r}; give a string")
+            texts[attribute] = value
+        if not isinstance(domain_type, str):
+            raise DomainError(f"{self._where}: domainType is {domain_type!r}; give kvm, qemu, xen or test")
+        try:
+            return DomainSpec(
+                name=name, memory=_whole("memory", context.attribute("memory", 512)),
+                vcpus=_whole("vcpus", context.attribute("vcpus", 1)),
+                domain_type=domain_type, owner=self._owner, disks=_disks(context.attribute("disks", ())),
+                kernel=texts["kernel"], ramdisk=texts["ramdisk"], extra=texts["extra"], ip=texts["ip"],
+                gateway=texts["gateway"], netmask=texts["netmask"], hostname=texts["hostname"],
+                network=texts["network"])
+        except ValueError as error:
+            raise DomainError(f"{self._where}: {error}") from error
+
+    def _check_boot_files(self) -> None:
+        """Files the hypervisor will read must exist, unless it is the test driver or on another host."""
+        parts = urlsplit(self._uri)
+        if parts.scheme.split("+")[0] == "test" or parts.hostname not in (None, "", "localhost"):
+            return
+        for attribute in ("kernel", "ramdisk"):
+            path = self.context.attribute(attribute, None)
+            if isinstance(path, str) and not os.path.isfile(path):
+                raise DomainError(f"{self._where}: {attribute} {path!r} is not a file on this host; fix the path "
+                                  f"or install it there")
+
+    # -- libvirt calls ---------------------------------------------------------------------------------
+    def _lookup(self, name: str) -> libvirt.virDomain | None:
+        connection = self._connection_or_fail()
+        try:
+            return connection.lookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise DomainError(f"{self._where}: cannot look up domain {name!r} on {self._uri}: {error}") from error
+
+    def _libvirt(self, call: Callable[[], T], doing: str) -> T:
+        """Run a libvirt call; its error becomes a DomainError saying what was being done to which domain."""
+        try:
+            return call()
+        except libvirt.libvirtError as error:
+            what = f"domain {self._name!r}" if self._name else "hypervisor"
+            raise DomainError(f"{self._where}: cannot {doing} {what} on {self._uri}: {error}") from error
+
+    def _connection_or_fail(self) -> libvirt.virConnect:
+        if self._connection is None:
+            raise DomainError(f"{self._where}: not connected to {self._uri}")
+        return self._connection
+
+    def _domain_or_fail(self) -> libvirt.virDomain:
+        if self._domain is None:
+            raise DomainError(f"{self._where}: domain {self._name!r} is not defined")
+        return self._domain
+
+
+def _whole(attribute: str, value: object) -> int:
+    """memory or vcpus: a positive whole number (a string of digits is accepted too)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        unit, example = (" MiB", 512) if attribute == "memory" else ("", 1)
+        raise ValueError(f"{attribute} is {value!r}; give a whole number of 1{unit} or more, e.g. "
+                         f"{attribute} {example};")
+    return value
+
+
+def _disks(value: object) -> tuple[Disk, ...]:
+    """The ``disks`` attribute: ``[| [|"/path/root.img", "vda", "root"|], … |]``."""
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise ValueError(f"disks is {value!r}; give a vector of [|source, target, kind|] vectors")
+    disks = []
+    for entry in value:
+        if (not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 3
+                or not all(isinstance(part, str) for part in entry)):
+            raise ValueError(f"disk {entry!r} is not [|source, target, kind|], e.g. [|\"/images/vm1.img\", \"vda\", "
+                             "\"root\"|]")
+        disks.append(Disk(source=entry[0], target=entry[1], kind=entry[2]))
+    return tuple(disks)
+
+
+@hookimpl
+def sd_actors_component_types() -> Mapping[str, type[Component]]:
+    # XenDomain is the 2007 name: the same component, for any hypervisor libvirt drives.
+    return {"sd_actors.plugins.VM": VM, "sd_actors.plugins.XenDomain": VM}
