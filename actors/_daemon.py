@@ -124,7 +124,8 @@ class Daemon:
         self._unsubscribe = system.subscribe(self._journal_event)
         registry = make_registry()
         self.node = Node(bind=settings.bind, registry=registry, handler=self.handle, keypair=keypair,
-                         authorized=settings.state_dir if keypair is not None else None, log=logger)
+                         authorized=settings.state_dir if keypair is not None else None, log=logger,
+                         quick=(Heartbeat, GetHosts))
         self.endpoint = self.node.endpoint
         self.peers = Peers(own_endpoint=settings.bind, registry=registry, keypair=keypair,
                            known_keys=lambda endpoint: known_daemon_key(settings.state_dir, endpoint),
@@ -404,7 +405,8 @@ class Daemon:
         if not message.wait:
             request.reply(ApplicationTerminated(app=message.app, record=None))
         final = self.system.terminate(message.app, record)
-        self.journal.mark_terminated(message.app, final)
+        with contextlib.suppress(JournalError):  # the root's own final event may have journaled it already
+            self.journal.mark_terminated(message.app, final)
         if message.wait:
             request.reply(ApplicationTerminated(app=message.app, record=record_info(final)))
 

@@ -20,6 +20,7 @@ A daemon keeps its keys in its state directory; a user keeps theirs in
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import stat
 import tempfile
@@ -70,6 +71,8 @@ def generate_keypair() -> KeyPair:
 def parse_key(key: str | bytes, *, source: str = "") -> bytes:
     """``key`` as Z85 bytes, after checking that it is 40 Z85 characters encoding 32 bytes.
 
+    Keys seen before are answered from a small cache (every heartbeat carries its sender's key).
+
     :param source: where the key came from (``path:line``), for the error message.
     :raises InvalidKey: with the reason and a hint.
     """
@@ -82,19 +85,28 @@ def parse_key(key: str | bytes, *, source: str = "") -> bytes:
         key = key.strip()
     else:
         raise InvalidKey(key, f"expected str or bytes, got {type(key).__name__}", source=source)
+    problem = _z85_key_problem(key)
+    if problem is not None:
+        raise InvalidKey(key, problem, source=source)
+    return key
+
+
+@functools.lru_cache(maxsize=4096)
+def _z85_key_problem(key: bytes) -> str | None:
+    """What is wrong with ``key``, or None (memoized: every heartbeat carries its sender's key)."""
     if len(key) != KEY_LENGTH:
-        raise InvalidKey(key, f"it has {len(key)} characters instead of {KEY_LENGTH}", source=source)
+        return f"it has {len(key)} characters instead of {KEY_LENGTH}"
     strangers = sorted({chr(byte) for byte in key if byte not in _Z85_ALPHABET})
     if strangers:
-        raise InvalidKey(key, f"{''.join(strangers)!r} are not Z85 characters", source=source)
+        return f"{''.join(strangers)!r} are not Z85 characters"
     # Every group of 5 characters encodes 4 bytes, so its value must stay below 2**32.
     for start in range(0, KEY_LENGTH, 5):
         value = 0
         for byte in key[start : start + 5]:
             value = value * 85 + Z85MAP[byte]
         if value >= 2**32:
-            raise InvalidKey(key, f"characters {start + 1}-{start + 5} do not encode 4 bytes", source=source)
-    return key
+            return f"characters {start + 1}-{start + 5} do not encode 4 bytes"
+    return None
 
 
 def load_keypair(folder: Path) -> KeyPair:
