@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import threading
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -46,7 +47,7 @@ from sd_actors.plugins._domain_xml import (
     kernel_command_line,
     read_owner,
 )
-from sd_actors.plugins._libvirt_events import open_connection
+from sd_actors.plugins._libvirt_events import EVENT_THREAD_NAME, ensure_event_loop, open_connection
 from sd_actors.plugins._vm import VM, DomainError, state_names
 
 WAIT: Final = 5.0
@@ -372,6 +373,24 @@ def test_a_vm_is_defined_and_running_with_our_metadata(system: System, connectio
     assert "ip=10.0.0.5::::web1::off" in (document.findtext("os/cmdline") or "")
 
 
+def test_a_given_domain_type_overrides_the_hypervisors_default(system: System, connection: libvirt.virConnect,
+                                                               name: str) -> None:
+    system.deploy(vm(name, domainType="kvm"), name="app")
+
+    assert parsed(connection.lookupByName(name).XMLDesc()).get("type") == "kvm"
+
+
+def test_libvirts_event_loop_runs_on_one_thread_of_its_own_however_many_connections(
+        connection: libvirt.virConnect) -> None:
+    ensure_event_loop()
+    second = open_connection(TEST_HYPERVISOR)
+    second.close()
+
+    loops = [thread for thread in threading.enumerate() if thread.name == EVENT_THREAD_NAME]
+    assert len(loops) == 1
+    assert loops[0].daemon
+
+
 def test_terminating_the_vm_destroys_and_undefines_its_domain(system: System, connection: libvirt.virConnect,
                                                               name: str) -> None:
     system.deploy(vm(name), name="app")
@@ -423,7 +442,7 @@ def test_a_domain_destroyed_behind_our_back_fails_the_vm_with_libvirts_reason(
         system: System, connection: libvirt.virConnect, name: str) -> None:
     system.deploy(vm(name), name="app")
 
-    connection.lookupByName(name).destroy()
+    connection.lookupByName(name).destroy()  # the clock never moves: libvirt's event is what notices
 
     record = ended(system, "app")
     assert record.kind == ABNORMAL
