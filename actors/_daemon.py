@@ -333,12 +333,11 @@ class Daemon:
         """Deploy and journal the outcome; the failing component's record, or None when it is up."""
         try:
             self.system.deploy(config, name=app)
-        except ComponentFailed as failure:
-            self.journal.mark_terminated(app, failure.record)
-            return failure.record
         except DeploymentError as error:
-            record = TerminationRecord.abnormal(str(error), (app,))
-            self.journal.mark_terminated(app, record)
+            record = error.record if isinstance(error, ComponentFailed) else \
+                TerminationRecord.abnormal(str(error), (app,))
+            with contextlib.suppress(JournalError):  # the root's own final event may have journaled it
+                self.journal.mark_terminated(app, record)
             return record
         with contextlib.suppress(JournalError):  # re-deployed after a restart: the journal says running already
             self.journal.mark_running(app)
