@@ -105,8 +105,9 @@ def _client_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--server-key", metavar="KEY", help="the daemon's public key (else from known_daemons "
                          "or the local daemon's state folder)")
     command.add_argument("--insecure", action="store_true", help="talk to a daemon started with --insecure")
-    command.add_argument("--timeout", type=float, default=600.0, metavar="S",
-                         help="give up when the daemon says nothing for S seconds (default 600)")
+    command.add_argument("--timeout", type=float, default=None, metavar="S",
+                         help="give up when the daemon says nothing for S seconds (default: 10 for status, ls and "
+                         "hosts; 600 between progress reports of up and down)")
 
 
 def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -224,10 +225,40 @@ def _run_parse(arguments: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _protect_keys(argv: Sequence[str]) -> list[str]:
+    """Z85 keys may start with '-' (about one in 85), which argparse takes for an option: a key
+    given as an option's value is joined to it (``--server-key=-…``), a positional key moves
+    behind ``--``."""
+    from sd_actors.net import InvalidKey, parse_key
+
+    def is_key(token: str) -> bool:
+        if not token.startswith("-") or len(token) != 40:
+            return False
+        try:
+            parse_key(token)
+        except InvalidKey:
+            return False
+        return True
+
+    out: list[str] = []
+    moved: list[str] = []
+    for token in argv:
+        if is_key(token):
+            if out and out[-1] == "--server-key":
+                out[-1] = f"--server-key={token}"
+            else:
+                moved.append(token)
+        else:
+            out.append(token)
+    if moved and "--" not in out:
+        out.append("--")
+    return out + moved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sd-actors`` console script; returns the exit status."""
     parser = build_parser()
-    arguments = parser.parse_args(argv)
+    arguments = parser.parse_args(_protect_keys(list(sys.argv[1:] if argv is None else argv)))
     if arguments.command is None:
         parser.print_help()
         return 0

@@ -212,6 +212,16 @@ def _start_local_daemon(state_dir: Path, endpoint: str, *, insecure: bool, out: 
           f"log in {log}", file=out)
 
 
+def _short_timeout(arguments: argparse.Namespace) -> float:
+    """The wait for a quick question (status, ls, hosts): --timeout if given, else 10 s."""
+    return float(arguments.timeout) if arguments.timeout is not None else REQUEST_TIMEOUT
+
+
+def _long_timeout(arguments: argparse.Namespace) -> float:
+    """The wait between answers of a long request (up, down): --timeout if given, else 600 s."""
+    return float(arguments.timeout) if arguments.timeout is not None else 600.0
+
+
 def _request(client: Client, message: object, timeout: float = REQUEST_TIMEOUT) -> object:
     try:
         reply = client.request(message, timeout=timeout)
@@ -251,7 +261,7 @@ def run_up(arguments: argparse.Namespace, out: TextIO) -> int:
             print(f"  {'  ' * depth}{path[-1]}  {cd.get('sfClass', '(data)')}  {where}", file=out)
         return 0
     with connect(arguments, out) as client:
-        return _deploy_and_follow(client, name, config, out, arguments.timeout)
+        return _deploy_and_follow(client, name, config, out, _long_timeout(arguments))
 
 
 def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, out: TextIO, timeout: float) -> int:
@@ -260,7 +270,8 @@ def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, 
     count = 0
     request = DeployApplication(app=name, description=to_sf(config), requested_by=os.environ.get("USER", ""))
     try:
-        for answer in client.stream(request, timeout=timeout, end=(WatchEnded, RequestFailed)):
+        for answer in client.stream(request, timeout=timeout, end=(WatchEnded, RequestFailed),
+                                    first_timeout=min(timeout, REQUEST_TIMEOUT)):
             elapsed = time.monotonic() - started
             if isinstance(answer, DeployAccepted):
                 if answer.already_running:
@@ -282,8 +293,8 @@ def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, 
             elif isinstance(answer, RequestFailed):
                 raise CommandError(answer.error + (f"\nhint: {answer.hint}" if answer.hint else ""), EXIT_FAILED)
     except TimeoutError:
-        raise CommandError(f"no answer from the daemon at {client.endpoint} for {timeout:g} s: is it running, and "
-                           f"does it know your key? If the deployment started, it goes on: sd-actors status {name}"
+        raise CommandError(f"no answer from the daemon at {client.endpoint} in time: is it running, and does it "
+                           f"know your key? If the deployment started, it goes on: sd-actors status {name}"
                            ) from None
     return EXIT_FAILED
 
@@ -299,7 +310,7 @@ def _walk(cd: ComponentDescription, path: tuple[str, ...], depth: int = 0
 def run_down(arguments: argparse.Namespace, out: TextIO) -> int:
     with connect(arguments, out) as client:
         reply = _request(client, TerminateApplication(app=arguments.app, wait=arguments.wait),
-                         arguments.timeout)
+                         _long_timeout(arguments))
         assert isinstance(reply, ApplicationTerminated)
         text = _record_text(reply.record)
         print(f"{arguments.app} terminated" + (f": {text}" if text else " (terminating)"), file=out)
@@ -309,7 +320,7 @@ def run_down(arguments: argparse.Namespace, out: TextIO) -> int:
 # ------------------------------------------------------------------------------------- status
 def run_status(arguments: argparse.Namespace, out: TextIO) -> int:
     with connect(arguments, out) as client:
-        reply = _request(client, GetStatus(app=arguments.app or ""))
+        reply = _request(client, GetStatus(app=arguments.app or ""), _short_timeout(arguments))
     assert isinstance(reply, StatusReply)
     if arguments.app and not reply.applications:
         raise CommandError(f"no application named {arguments.app!r} on {reply.host}; see sd-actors ls", EXIT_FAILED)
@@ -343,7 +354,7 @@ def _status_json(reply: StatusReply) -> dict[str, object]:
 
 def run_ls(arguments: argparse.Namespace, out: TextIO) -> int:
     with connect(arguments, out) as client:
-        reply = _request(client, GetStatus(app=""))
+        reply = _request(client, GetStatus(app=""), _short_timeout(arguments))
     assert isinstance(reply, StatusReply)
     if arguments.json:
         json.dump([{"name": a.name, "status": a.status, "host": a.host, "updated": a.updated}
@@ -359,7 +370,7 @@ def run_ls(arguments: argparse.Namespace, out: TextIO) -> int:
 
 def run_hosts(arguments: argparse.Namespace, out: TextIO) -> int:
     with connect(arguments, out) as client:
-        reply = _request(client, GetHosts())
+        reply = _request(client, GetHosts(), _short_timeout(arguments))
     assert isinstance(reply, HostsReply)
     if arguments.json:
         json.dump([{"address": h.address, "state": h.state, "last_heard": h.last_heard, "self": h.is_self}

@@ -231,13 +231,20 @@ class Client:
             return reply
         raise TimeoutError(f"no answer from {self.endpoint}")
 
-    def stream(self, message: object, *, timeout: float, end: tuple[type, ...] = ()) -> Iterator[object]:
-        """Send ``message`` and yield answers until one of the ``end`` types (or the first if none)."""
+    def stream(self, message: object, *, timeout: float, end: tuple[type, ...] = (),
+               first_timeout: float | None = None) -> Iterator[object]:
+        """Send ``message`` and yield answers until one of the ``end`` types (or the first if none).
+
+        ``first_timeout`` bounds the wait for the first answer (a daemon that is not there), then
+        ``timeout`` the wait between answers (a long deployment).
+        """
         request_id = next(self._ids)
         self._socket.send(self._registry.encode(message, request_id=request_id))
+        wait = timeout if first_timeout is None else first_timeout
         while True:
-            if not self._socket.poll(int(timeout * 1000)):
-                raise TimeoutError(f"no answer from {self.endpoint} within {timeout:g} s")
+            if not self._socket.poll(int(wait * 1000)):
+                raise TimeoutError(f"no answer from {self.endpoint} within {wait:g} s")
+            wait = timeout
             data = self._socket.recv()
             try:
                 frame = self._registry.decode(data, max_size=self._max_frame_size)

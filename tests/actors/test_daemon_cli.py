@@ -377,9 +377,6 @@ def key_beginning_with_a_dash() -> str:
             return public.decode()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: argparse takes a key that begins with '-' for an option: 'keys authorize "
-                   "KEY --state-dir DIR' (the command keys init prints) and 'keys trust HOST KEY' exit 2 with 'the "
-                   "following arguments are required: PUBKEY'; only 'keys authorize --state-dir DIR -- KEY' works")
 def test_a_public_key_that_begins_with_a_dash_is_authorized_and_trusted_as_keys_init_says(
         user: User, tmp_path: Path, key_beginning_with_a_dash: str) -> None:
     state = tmp_path / "daemon-state"
