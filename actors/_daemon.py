@@ -20,6 +20,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgpack
+
 from sd_actors.actors._component import Component
 from sd_actors.actors._errors import ComponentFailed, DeploymentError
 from sd_actors.actors._events import LifecycleEvent, State
@@ -30,6 +32,7 @@ from sd_actors.actors._remote import (
     RemoteComponent,
     RemoteParent,
     endpoint_of_host,
+    pack_result,
     record_info,
     to_info,
     to_record,
@@ -54,6 +57,8 @@ from sd_actors.net._protocol import (
     GetStatus,
     HostsReply,
     HostStatus,
+    InvokeComponent,
+    InvokeResult,
     LifecycleNotice,
     RequestFailed,
     ShutdownDaemon,
@@ -62,6 +67,7 @@ from sd_actors.net._protocol import (
     SubtreeEvents,
     SubtreeTerminated,
     TerminateApplication,
+    TerminateComponentRemotely,
     TerminateSubtree,
     WatchApplication,
     WatchEnded,
@@ -284,6 +290,13 @@ class Daemon:
                     ref = self.system.lookup(path)
                     self.system.runtime.terminate_component(ref, to_record(record, path), notify_parent=False)
                     request.reply(Done())
+                case TerminateComponentRemotely(path=path, record=record, notify_parent=notify_parent):
+                    self.system.runtime.terminate_component(self.system.lookup(path), to_record(record, path),
+                                                            notify_parent=notify_parent)
+                    request.reply(Done())
+                case InvokeComponent(path=path, method=method, arguments=arguments):
+                    result = self.system.lookup(path).invoke(method, *msgpack.unpackb(arguments))
+                    request.reply(InvokeResult(value=pack_result(result)))
                 case SubtreeEvents():
                     self._republish(message)
                     request.reply(Done())

@@ -10,6 +10,7 @@ heartbeat stream per pair (:class:`PeerLink`), never on per-component pings.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -17,22 +18,28 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
+import msgpack
+
 from sd_actors.actors._component import Component, ComponentContext, Reaction
-from sd_actors.actors._errors import ComponentFailed
+from sd_actors.actors._errors import ComponentFailed, DeploymentError
 from sd_actors.actors._records import TerminationRecord
+from sd_actors.actors._runtime import ComponentRef
 from sd_actors.net import Heartbeat, KeyPair, Member, Membership, MessageRegistry
 from sd_actors.net._node import Client
 from sd_actors.net._protocol import (
     CreateSubtree,
     GetHosts,
+    InvokeComponent,
+    InvokeResult,
     RecordInfo,
     RequestFailed,
     StepSubtree,
+    TerminateComponentRemotely,
     TerminateSubtree,
 )
 
 if TYPE_CHECKING:
-    from sd_actors.actors._runtime import ComponentRef
+    from sd_actors.actors._runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -257,11 +264,81 @@ class RemoteComponent(Component):
             factor if isinstance(factor, int) else 2)
         return max(limit, 2 * self.peers.interval)
 
+    def remote_reference(self, relative: tuple[str, ...]) -> ComponentRef:
+        """The reference of a component of this subtree, e.g. for a LAZY link from this host."""
+        return RemoteComponentRef((*self.context.path, *relative), self.link, self.host, self.context._runtime)
+
     def ping(self) -> None:
         silent = self.link.silent_for()
         if silent > self._silence_limit():
             raise ConnectionError(f"host {self.host} ({self.link.endpoint}) unreachable: no heartbeat for "
                                   f"{silent:.1f} s")
+
+
+class RemoteComponentRef(ComponentRef):
+    """A component that another host's daemon runs, reached through a LAZY link: terminate and
+    invoke cross the network; ``call(function)`` cannot (a function does not travel)."""
+
+    def __init__(self, path: tuple[str, ...], link: PeerLink, host: str, runtime: Runtime) -> None:
+        from sd_actors.actors._events import State
+        from sd_actors.descriptions import ComponentDescription
+
+        super().__init__(path, ComponentDescription(), None, runtime)
+        self.link = link
+        self.host = host
+        self.state = State.STARTED
+        self.component_class = f"(on {host})"
+
+    def __repr__(self) -> str:
+        return f"<RemoteComponentRef {self.name_text} on {self.host}>"
+
+    def _remote(self, message: object, timeout: float) -> object:
+        try:
+            reply = self.link.request(message, timeout=timeout)
+        except (TimeoutError, OSError) as error:
+            raise ComponentFailed(TerminationRecord.abnormal(
+                f"host {self.host} did not answer about {self.name_text}", self.path, type(error).__name__)) from None
+        if isinstance(reply, RequestFailed):
+            raise ComponentFailed(to_record(reply.record, self.path) if reply.record else TerminationRecord.abnormal(
+                f"on host {self.host}: {reply.error}", self.path))
+        return reply
+
+    def terminate(self, record: TerminationRecord | None = None) -> None:
+        record = record or TerminationRecord.normal("terminated on request", self.path)
+        self._remote(TerminateComponentRemotely(path=self.path, record=to_info(record)), timeout=60)
+
+    def terminate_nowait(self, record: TerminationRecord | None = None, *, notify_parent: bool = True) -> None:
+        record = record or TerminationRecord.normal("terminated on request", self.path)
+        message = TerminateComponentRemotely(path=self.path, record=to_info(record), notify_parent=notify_parent)
+        threading.Thread(target=self._remote, args=(message, 60), daemon=True, name="sd-actors-remote").start()
+
+    def invoke(self, method: str, *arguments: object, timeout: float | None = None) -> object:
+        reply = self._remote(InvokeComponent(path=self.path, method=method, arguments=msgpack.packb(
+            list(arguments), default=_plain)), timeout=timeout or STEP_TIMEOUT)
+        assert isinstance(reply, InvokeResult)
+        return msgpack.unpackb(reply.value)
+
+    def call(self, function: Callable[[Component], object], *, timeout: float | None = None) -> object:
+        raise DeploymentError(f"{self.name_text} runs on host {self.host}: a function cannot be sent there; use "
+                              "invoke('method', arguments…)")
+
+    def deploy(self) -> None:
+        raise DeploymentError(f"{self.name_text} is deployed by host {self.host}'s daemon")
+
+    def start(self) -> None:
+        raise DeploymentError(f"{self.name_text} is started by host {self.host}'s daemon")
+
+
+def _plain(value: object) -> object:
+    """msgpack's fallback: dataclasses as maps, tuples and the like as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"cannot send a {type(value).__name__} to another host")
+
+
+def pack_result(value: object) -> bytes:
+    packed: bytes = msgpack.packb(value, default=_plain)
+    return packed
 
 
 class RemoteParent(Component):

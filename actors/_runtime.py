@@ -106,6 +106,19 @@ class ComponentRef:
 
         return self._ask(RunInActor(run), timeout=timeout)
 
+    def invoke(self, method: str, *arguments: object, timeout: float | None = None) -> object:
+        """Call the component's public ``method`` in its actor thread (also across hosts, unlike :meth:`call`)."""
+        if method.startswith("_"):
+            raise DeploymentError(f"{self.name_text}: {method!r} is not a public method")
+
+        def run(component: Component) -> object:
+            function = getattr(component, method, None)
+            if not callable(function):
+                raise DeploymentError(f"{self.name_text} ({self.component_class}) has no method {method!r}")
+            return function(*arguments)
+
+        return self.call(run, timeout=timeout)
+
     def terminate(self, record: TerminationRecord | None = None) -> None:
         """Terminate this component (and its subtree) and wait; its parent is told, as in SmartFrog.
 
@@ -652,12 +665,28 @@ class Runtime:
         if value is self.process_ref.description:
             return self.process_ref
         if isinstance(value, ComponentDescription):
-            target = self.component_for(value, start)
+            target = self.component_for(value, start) or self._remote_reference(value, start)
             if target is None:
                 raise LinkError(f"{start.name_text}: LAZY {reference.path_text()} names a description that is "
                                 "not a running component")
             return target
         return value
+
+    def _remote_reference(self, description: ComponentDescription, start: ComponentRef) -> ComponentRef | None:
+        """A component in a subtree another host runs: its reference through the local stand-in."""
+        names: list[str] = []
+        node: ComponentDescription | None = description
+        while node is not None:
+            local = self.component_for(node, start)
+            if local is not None:
+                reach = getattr(local.component, "remote_reference", None)
+                return reach(tuple(reversed(names))) if callable(reach) and names else None
+            name = node.name_in_parent()
+            if name is None:
+                return None
+            names.append(name)
+            node = node.parent
+        return None
 
     def component_for(self, description: ComponentDescription, start: ComponentRef) -> ComponentRef | None:
         """The running component made from ``description`` that is closest to ``start``."""

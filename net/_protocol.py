@@ -169,8 +169,6 @@ class Done:
 
 
 CLIENT_REQUESTS = (DeployApplication, TerminateApplication, WatchApplication, GetStatus, GetHosts, ShutdownDaemon)
-REPLIES = (RequestFailed, DeployAccepted, ApplicationTerminated, LifecycleNotice, WatchEnded, StatusReply, HostsReply,
-           Done)
 
 
 # -- between daemons ---------------------------------------------------------------------------------
@@ -224,4 +222,35 @@ class SubtreeEvents:
     notices: tuple[LifecycleNotice, ...]
 
 
-DAEMON_REQUESTS = (CreateSubtree, StepSubtree, TerminateSubtree, SubtreeTerminated, SubtreeEvents, Heartbeat)
+@wire_message("sd.terminate_remote")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TerminateComponentRemotely:
+    """Terminate the component at ``path`` on the receiving daemon (a LAZY link from another host)."""
+
+    path: tuple[str, ...]
+    record: RecordInfo
+    notify_parent: bool = True
+
+
+@wire_message("sd.invoke")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvokeComponent:
+    """Call public method ``method`` of the component at ``path`` with msgpack-packed ``arguments``."""
+
+    path: tuple[str, ...]
+    method: str
+    arguments: bytes
+
+
+@wire_message("sd.invoke_result")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvokeResult:
+    """The method's result, msgpack-packed (dataclasses as maps)."""
+
+    value: bytes
+
+
+DAEMON_REQUESTS = (CreateSubtree, StepSubtree, TerminateSubtree, SubtreeTerminated, SubtreeEvents, Heartbeat,
+                   TerminateComponentRemotely, InvokeComponent)
+REPLIES = (RequestFailed, DeployAccepted, ApplicationTerminated, LifecycleNotice, WatchEnded, StatusReply, HostsReply,
+           Done, InvokeResult)

@@ -12,10 +12,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from sd_actors.actors._client_commands import trust_daemon
+from sd_actors.actors._daemon import known_daemon_key, make_registry
 from sd_actors.net import authorize, load_or_create_keypair
+from sd_actors.net._node import Client
+from sd_actors.net._protocol import InvokeComponent, InvokeResult
 from tests.hosts import LineReader, TestHost, TestHosts, open_test_hosts
 
 pytest_plugins = ["tests.hosts.fixtures"]
@@ -223,3 +227,51 @@ sfConfig extends Compound {{ away extends Compound {{ sfProcessHost "{nowhere}";
 
     assert result.returncode == 1
     assert f"host {nowhere} is unreachable" in result.stdout
+
+
+def test_a_lazy_link_to_a_component_on_another_host_reaches_it_across_the_network(
+        pool: Pool, tmp_path: Path) -> None:
+    description = tmp_path / "reach.sf"
+    description.write_text(f"""
+#include "org/smartfrog/components.sf"
+#include "org/smartfrog/services/shellscript/components.sf"
+#include "org/smartfrog/sfcore/workflow/components.sf"
+sfConfig extends Compound {{
+    second extends Compound {{
+        sfProcessHost "{pool.hosts['h2'].address}";
+        sh extends BashShell;
+        a extends Prim;
+    }}
+    stop extends Terminator {{ kill LAZY ATTRIB second:a; type "normal"; description "stopped from h1"; }}
+}}
+""")
+
+    result = pool.cli("up", str(description), "--name", "reach", "--host", pool.endpoint("h1"))
+    app = _wait_for_app(pool, "h1", "reach", "terminated")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = app["record"]
+    assert isinstance(record, dict)
+    assert record["kind"] == "normal"
+
+
+def test_a_method_of_a_component_on_another_host_is_invoked_by_name(pool: Pool, tmp_path: Path) -> None:
+    description = tmp_path / "invoke.sf"
+    description.write_text(f"""
+#include "org/smartfrog/components.sf"
+#include "org/smartfrog/services/shellscript/components.sf"
+sfConfig extends Compound {{ second extends Compound {{ sfProcessHost "{pool.hosts['h2'].address}";
+    sh extends BashShell; }} }}
+""")
+    assert pool.cli("up", str(description), "--name", "inv", "--host", pool.endpoint("h1")).returncode == 0
+    user = load_or_create_keypair(Path(pool.env["XDG_CONFIG_HOME"]) / "sd-actors")
+    server = known_daemon_key(Path(pool.env["XDG_CONFIG_HOME"]) / "sd-actors", pool.endpoint("h2"))
+
+    with Client(pool.endpoint("h2"), registry=make_registry(), keypair=user, server_public=server) as client:
+        reply = client.request(InvokeComponent(path=("inv", "second", "sh"), method="run",
+                                               arguments=msgpack.packb(["echo from h2"])), timeout=WAIT)
+
+    assert isinstance(reply, InvokeResult)
+    result = msgpack.unpackb(reply.value)
+    assert result["exit_status"] == 0
+    assert result["stdout"] == "from h2\n"
