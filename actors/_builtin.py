@@ -39,6 +39,7 @@ _BUILTIN_MODULES: Final = (
     "sd_actors.actors._builtin",
     "sd_actors.actors._supervisor",
     "sd_actors.plugins._shell",
+    "sd_actors.plugins._storage",
     "sd_actors.plugins._vm",
     "sd_actors.actors.workflow._plugin",
 )

@@ -11,9 +11,18 @@ from urllib.parse import urlsplit
 
 import libvirt
 
-from sd_actors.actors import ABNORMAL, NORMAL, Component, DeploymentError, LinkError, TerminationRecord
+from sd_actors.actors import (
+    ABNORMAL,
+    NORMAL,
+    Component,
+    ComponentRef,
+    DeploymentError,
+    LinkError,
+    TerminationRecord,
+)
 from sd_actors.plugins._domain_xml import Disk, DomainSpec, Owner, default_domain_type, domain_xml, read_owner
 from sd_actors.plugins._libvirt_events import open_connection
+from sd_actors.plugins._storage import STORAGE_ATTRIBUTES
 from sd_actors.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -99,6 +108,8 @@ class VM(Component):
         self._timer: Timer | None = None
         self._started = False
         self._ending = False
+        self._backend: tuple[ComponentRef, str] | None = None
+        """The storage backend that made this machine's volumes, and the name it knows them by."""
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def deploy(self) -> None:
@@ -157,6 +168,13 @@ class VM(Component):
                 with contextlib.suppress(libvirt.libvirtError):
                     connection.close()
             self._connection = self._domain = None
+            if self._backend is not None:  # after the domain is gone: its disks are no longer written
+                (backend, name), self._backend = self._backend, None
+                try:
+                    backend.invoke("release_volumes", name)
+                except DeploymentError as error:
+                    logger.error("%s: the storage backend could not release the volumes of %r: %s", self._where,
+                                 name, error)
 
     # -- watching --------------------------------------------------------------------------------------
     def _watch_events(self) -> None:
@@ -275,12 +293,26 @@ class VM(Component):
             return DomainSpec(
                 name=name, memory=_whole("memory", context.attribute("memory", 512)),
                 vcpus=_whole("vcpus", context.attribute("vcpus", 1)),
-                domain_type=domain_type, owner=self._owner, disks=_disks(context.attribute("disks", ())),
+                domain_type=domain_type, owner=self._owner, disks=_disks(self._disk_list(name, domain_type)),
                 kernel=texts["kernel"], ramdisk=texts["ramdisk"], extra=texts["extra"], ip=texts["ip"],
                 gateway=texts["gateway"], netmask=texts["netmask"], hostname=texts["hostname"],
                 network=texts["network"])
         except ValueError as error:
             raise DomainError(f"{self._where}: {error}") from error
+
+    def _disk_list(self, name: str, domain_type: str) -> object:
+        """``disks`` if given; else the volumes the ``storageBackend`` makes for this machine; else none."""
+        context = self.context
+        disks = context.attribute("disks", None)
+        if disks is not None or context.attribute("storageBackend", None) is None:
+            return disks if disks is not None else ()
+        backend = context.attribute("storageBackend")
+        if not isinstance(backend, ComponentRef):
+            raise DomainError(f"{self._where}: storageBackend is {backend!r}; give a LAZY link to a storage backend")
+        storage = {key: context.attribute(key, None) for key in STORAGE_ATTRIBUTES}
+        self._backend = (backend, name)
+        return backend.invoke("volumes_for", name, {k: v for k, v in storage.items() if v is not None},
+                              "xvd" if domain_type == "xen" else "vd")
 
     def _check_boot_files(self) -> None:
         """Files the hypervisor will read must exist, unless it is the test driver or on another host."""

@@ -22,7 +22,11 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # iproute2: `ip netns` and veth pairs, the simulated hosts of the multi-host tests (tests/hosts).
 # libvirt-clients + libxml2-utils: virt-xml-validate (and the xmllint it runs), which checks generated
 # domain XML, Xen's too, against libvirt's schema.
-debian_packages=(libvirt-dev pkg-config gcc python3-dev python3-venv iproute2 libvirt-clients libxml2-utils)
+# libvirt-daemon: libvirtd with its storage driver (dir and logical pools; Debian 12 has no separate
+# libvirt-daemon-driver-storage) and, as a dependency, libvirt-daemon-driver-qemu: the storage tests start it
+# by hand as root. e2fsprogs: mkfs.ext* -d fills a root volume and debugfs reads it back, without mounting.
+debian_packages=(libvirt-dev pkg-config gcc python3-dev python3-venv iproute2 libvirt-clients libxml2-utils
+                 libvirt-daemon e2fsprogs)
 
 missing=()
 for package in "${debian_packages[@]}"; do

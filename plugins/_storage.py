@@ -1,0 +1,715 @@
+"""Storage backends: the root and swap volumes of virtual machines, in libvirt storage pools.
+
+``LoopbackStorageBackend`` keeps each volume as a file of a libvirt ``dir`` pool on this host.
+A machine's root volume gets a filesystem made with ``makeFs`` and filled from ``baseImage``
+without mounting anything: a tar or tar.gz of a root tree is unpacked into a temporary folder
+and handed to ``mkfs.ext* -d``; an image file is copied in as it is. The swap volume gets
+``mkswap``. On teardown the root filesystem's files can be archived (read back with
+``debugfs rdump``, again without mounting), then the volumes are kept or deleted by
+``keepVolumes``.
+
+Ownership (reliability rule 4): libvirt keeps no metadata on pools or volumes, so sd-actors marks
+what it creates with an extended attribute on the file (``user.sd-actors.owner`` on a volume,
+``user.sd-actors.pool`` on the pool's folder) naming the application and component. A pool or
+volume without that mark, or with another component's, is never deleted.
+
+``LVMStorageBackend`` (a libvirt ``logical`` pool on ``volumeGroup``) refuses to deploy on a
+kernel without device-mapper, which LVM cannot work without.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, TypeVar
+from urllib.parse import urlsplit
+
+import libvirt
+
+from sd_actors.actors import Component, DeploymentError, TerminationRecord
+from sd_actors.plugins._domain_xml import Owner
+from sd_actors.plugins._libvirt_events import open_connection
+from sd_actors.plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from sd_actors.actors import ComponentContext
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_HYPERVISOR: Final = "qemu:///system"
+"""The libvirt URI a storage backend without ``hypervisor`` uses: pools are folders of this host."""
+DEFAULT_POOL_NAME: Final = "sd-actors"
+DEFAULT_POOL_PATH: Final = "/var/lib/sd-actors/images"
+
+VOLUME_OWNER_ATTRIBUTE: Final = "user.sd-actors.owner"
+"""Extended attribute on a volume file: JSON naming the app, component and domain it was made for."""
+POOL_OWNER_ATTRIBUTE: Final = "user.sd-actors.pool"
+"""Extended attribute on a pool's folder: JSON naming the component that defined the pool."""
+
+STORAGE_ATTRIBUTES: Final = (
+    "baseImage", "volumeSize", "swapSize", "makeFs", "volumeBaseName", "usingExistingVolumes", "keepVolumes",
+    "saveImage", "saveImageName", "saveImagePath", "saveImageExtension",
+)
+"""The attributes of a machine that say what its volumes are (a VM's, else its backend's as defaults)."""
+
+DEFAULTS: Final[Mapping[str, object]] = {
+    "volumeSize": "1g", "swapSize": "512m", "makeFs": "mkfs.ext3", "usingExistingVolumes": False,
+    "keepVolumes": "statuquo", "saveImage": False, "saveImagePath": "/tmp",  # noqa: S108 (the 2007 default)
+    "saveImageExtension": "tar.gz",
+}
+"""The 2007 defaults, as in ch/cern/openlab/smartdomains/components.sf."""
+
+SAVE_EXTENSIONS: Final = ("tar", "tar.gz")
+_SIZE: Final = re.compile(r"\s*(\d+)\s*([kmgt])\s*", re.IGNORECASE)
+_UNITS: Final = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_MKE2FS: Final = re.compile(r"(mkfs\.ext[234]|mke2fs)")
+_TAR_SUFFIXES: Final = (".tar", ".tar.gz", ".tgz")
+_COPY_CHUNK: Final = 1024 * 1024
+_STDERR_TAIL: Final = 600
+
+
+class StorageError(DeploymentError):
+    """A pool or volume could not be made, filled, saved or removed."""
+
+
+class VolumeExists(StorageError):
+    """A volume of the wanted name exists and usingExistingVolumes is false: it is never taken over."""
+
+
+class NoDeviceMapper(StorageError):
+    """LVM was asked for on a kernel without device-mapper."""
+
+
+# -- sizes and settings (pure) ---------------------------------------------------------------------------
+
+
+def parse_size(attribute: str, text: object, *, zero_allowed: bool = False) -> int:
+    """Bytes from a 2007 size string: ``"1g"``, ``"512m"``, ``"64k"``, ``"2t"`` (powers of 1024).
+
+    ``"0"`` is accepted only where ``zero_allowed`` (swapSize: no swap).
+
+    :raises StorageError: for anything else, saying what to write instead.
+    """
+    if zero_allowed and isinstance(text, str | int) and not isinstance(text, bool) and str(text).strip() == "0":
+        return 0
+    match = _SIZE.fullmatch(text) if isinstance(text, str) else None
+    size = int(match.group(1)) * _UNITS[match.group(2).lower()] if match else 0
+    if size <= 0:
+        zero = ', or "0" for none' if zero_allowed else ""
+        raise StorageError(f"{attribute} is {text!r}; give a whole number above 0 followed by k, m, g or t "
+                           f"(powers of 1024), e.g. \"1g\" or \"512m\"{zero}")
+    return size
+
+
+def format_size(size: int) -> str:
+    """Sizes in messages: ``1073741824`` → ``"1 GiB"``; not a whole number of its unit: ``"1.5 GiB"``."""
+    for unit, name in (("t", "TiB"), ("g", "GiB"), ("m", "MiB"), ("k", "KiB")):
+        if size >= _UNITS[unit]:
+            whole = size % _UNITS[unit] == 0
+            return f"{size // _UNITS[unit]} {name}" if whole else f"{size / _UNITS[unit]:.1f} {name}"
+    return f"{size} bytes"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VolumeSettings:
+    """What one machine's volumes are and what happens to them at the end."""
+
+    domain: str
+    root_name: str
+    swap_name: str
+    root_size: int
+    """Bytes."""
+    swap_size: int
+    """Bytes; 0: no swap volume."""
+    make_fs: tuple[str, ...]
+    """The command that makes the root filesystem, split into words; the volume's path is appended."""
+    base_image: str | None
+    using_existing: bool
+    keep: str
+    """``all``, ``none`` or ``statuquo``."""
+    save_image: bool
+    save_to: str
+    """The archive's path: saveImagePath/saveImageName.saveImageExtension."""
+
+
+def volume_settings(domain: str, values: Mapping[str, object]) -> VolumeSettings:
+    """Read the storage attributes of machine ``domain`` (missing ones take :data:`DEFAULTS`).
+
+    :raises StorageError: naming the attribute and what to give instead.
+    """
+    merged = {**DEFAULTS, **{key: value for key, value in values.items() if value is not None}}
+
+    def text(name: str) -> str | None:
+        value = merged.get(name)
+        if value is not None and not isinstance(value, str):
+            raise StorageError(f"{name} is {value!r}; give a string")
+        return value
+
+    def flag(name: str) -> bool:
+        value = merged.get(name)
+        if not isinstance(value, bool):
+            raise StorageError(f"{name} is {value!r}; give true or false")
+        return value
+
+    if not domain or "/" in domain:
+        raise StorageError(f"domainName is {domain!r}; volumes are named after it, so give a name without '/'")
+    base = text("volumeBaseName") or domain
+    if "/" in base or base.startswith("."):
+        raise StorageError(f"volumeBaseName is {base!r}; volume names cannot hold '/' or start with '.'")
+    make_fs = shlex.split(text("makeFs") or "")
+    if not make_fs:
+        raise StorageError("makeFs is empty; give the command that makes the root filesystem, e.g. mkfs.ext4")
+    keep = merged.get("keepVolumes")
+    keep_word = {"true": "all", "false": "none", "statuquo": "statuquo"}.get(
+        str(keep).lower() if isinstance(keep, bool | str) else "")
+    if keep_word is None:
+        raise StorageError(f"keepVolumes is {keep!r}; give true (keep all), false (delete all) or \"statuquo\" "
+                           "(delete only the volumes this deployment created)")
+    extension = text("saveImageExtension")
+    if extension not in SAVE_EXTENSIONS:
+        raise StorageError(f"saveImageExtension is {extension!r}; give one of {', '.join(SAVE_EXTENSIONS)}")
+    save_name = text("saveImageName") or domain
+    if "/" in save_name:
+        raise StorageError(f"saveImageName is {save_name!r}; give a file name without '/' (the folder is "
+                           "saveImagePath)")
+    return VolumeSettings(
+        domain=domain, root_name=f"{base}.img", swap_name=f"{base}-swap.img",
+        root_size=parse_size("volumeSize", merged.get("volumeSize")),
+        swap_size=parse_size("swapSize", merged.get("swapSize"), zero_allowed=True),
+        make_fs=tuple(make_fs), base_image=text("baseImage"), using_existing=flag("usingExistingVolumes"),
+        keep=keep_word, save_image=flag("saveImage"),
+        save_to=os.path.join(text("saveImagePath") or ".", f"{save_name}.{extension}"))
+
+
+# -- pool XML (pure) -------------------------------------------------------------------------------------
+
+
+def dir_pool_xml(name: str, path: str) -> str:
+    """The ``<pool type='dir'>`` document for a folder of volume files."""
+    pool = ET.Element("pool", type="dir")
+    ET.SubElement(pool, "name").text = name
+    ET.SubElement(ET.SubElement(pool, "target"), "path").text = path
+    return ET.tostring(pool, encoding="unicode")
+
+
+def logical_pool_xml(name: str, volume_group: str) -> str:
+    """The ``<pool type='logical'>`` document for an existing LVM volume group (its volumes: /dev/VG/LV)."""
+    if not re.fullmatch(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*", volume_group) or volume_group in (".", ".."):
+        raise StorageError(f"volumeGroup is {volume_group!r}; an LVM volume group name holds only letters, digits "
+                           "and + _ . - (and does not start with -)")
+    pool = ET.Element("pool", type="logical")
+    ET.SubElement(pool, "name").text = name
+    source = ET.SubElement(pool, "source")
+    ET.SubElement(source, "name").text = volume_group
+    ET.SubElement(source, "format", type="lvm2")
+    ET.SubElement(ET.SubElement(pool, "target"), "path").text = f"/dev/{volume_group}"
+    return ET.tostring(pool, encoding="unicode")
+
+
+def volume_xml(name: str, size: int, volume_format: str = "raw") -> str:
+    """A sparse volume of ``size`` bytes (allocation 0: blocks are taken as they are written)."""
+    volume = ET.Element("volume")
+    ET.SubElement(volume, "name").text = name
+    ET.SubElement(volume, "capacity", unit="bytes").text = str(size)
+    ET.SubElement(volume, "allocation", unit="bytes").text = "0"
+    ET.SubElement(ET.SubElement(volume, "target"), "format", type=volume_format)
+    return ET.tostring(volume, encoding="unicode")
+
+
+def has_device_mapper(misc: Path = Path("/proc/misc")) -> bool:
+    """True when the running kernel offers device-mapper (it lists ``device-mapper`` in /proc/misc)."""
+    try:
+        return any(line.split()[1:] == ["device-mapper"] for line in misc.read_text().splitlines())
+    except OSError:
+        return False
+
+
+# -- ownership marks -------------------------------------------------------------------------------------
+
+
+def read_mark(path: str, attribute: str) -> dict[str, object] | None:
+    """The JSON sd-actors wrote in ``attribute`` of ``path``; None when there is none (or no such file)."""
+    try:
+        raw = os.getxattr(path, attribute)
+    except OSError:
+        return None
+    try:
+        mark = json.loads(raw)
+    except ValueError:
+        return None
+    return mark if isinstance(mark, dict) else None
+
+
+def _write_mark(path: str, attribute: str, mark: Mapping[str, object]) -> None:
+    try:
+        os.setxattr(path, attribute, json.dumps(dict(mark), sort_keys=True).encode())
+    except OSError as error:
+        hint = ("its filesystem keeps no extended attributes, which sd-actors uses to mark what it owns: put poolPath "
+                "on ext4, xfs, btrfs or tmpfs") if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP) else str(error)
+        raise StorageError(f"cannot mark {path} as sd-actors': {hint}") from error
+
+
+def _owned_by(mark: Mapping[str, object] | None, owner: Owner) -> bool:
+    return mark is not None and (mark.get("app"), mark.get("component")) == (owner.app, owner.component)
+
+
+# -- the loopback backend ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Volume:
+    name: str
+    path: str
+    created: bool
+    """Made by this deployment (statuquo deletes it); False: it existed and was reused."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Held:
+    settings: VolumeSettings
+    root: _Volume
+    swap: _Volume | None
+    disks: tuple[tuple[str, str, str], ...]
+
+
+class LoopbackStorageBackend(Component):
+    """The volumes of machines as files of a libvirt ``dir`` pool (``poolName`` at ``poolPath``).
+
+    ``deploy`` connects to ``hypervisor`` (default qemu:///system; it must be on this host, since
+    filesystems are made in the volume files) and uses the pool, or defines and starts it (and
+    makes its folder) when it does not exist. With its own ``domainName`` the backend makes that
+    machine's volumes at once, as the 2007 backends did; VMs linked to it with ``storageBackend``
+    ask for theirs with :meth:`volumes_for`. The storage attributes written on the backend
+    (volumeSize, baseImage, keepVolumes, …) are defaults for the machines that use it.
+
+    ``terminate`` releases every machine's volumes still held (:meth:`release_volumes`), then
+    removes the pool if this component defined it and no volume is left in it.
+    """
+
+    def __init__(self, context: ComponentContext) -> None:
+        super().__init__(context)
+        self._where = ":".join(context.path)
+        self._owner = Owner(app=context.path[0], component=self._where, host=context.host, process=context.process)
+        self._uri = DEFAULT_HYPERVISOR
+        self._pool_name = DEFAULT_POOL_NAME
+        self._pool_path = DEFAULT_POOL_PATH
+        self._connection: libvirt.virConnect | None = None
+        self._pool: libvirt.virStoragePool | None = None
+        self._defined_pool = False
+        self._made_folder = False
+        self._held: dict[str, _Held] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def deploy(self) -> None:
+        context = self.context
+        self._pool_name = self._text("poolName", DEFAULT_POOL_NAME)
+        self._pool_path = os.path.abspath(self._text("poolPath", DEFAULT_POOL_PATH))
+        volume_format = self._text("volumeFormat", "raw")
+        if volume_format != "raw":
+            raise StorageError(f"{self._where}: volumeFormat is {volume_format!r}; only raw volumes can be filled "
+                               "without mounting here, so give \"raw\"")
+        self._uri = self._text("hypervisor", DEFAULT_HYPERVISOR)
+        parts = urlsplit(self._uri)
+        if parts.scheme.split("+")[0] == "test" or parts.hostname not in (None, "", "localhost"):
+            raise StorageError(f"{self._where}: hypervisor {self._uri!r} does not keep its pools in folders of this "
+                               "host, and the volumes' filesystems are made here; give a local URI such as "
+                               "qemu:///system")
+        try:
+            self._connection = open_connection(self._uri)
+        except libvirt.libvirtError as error:
+            raise StorageError(f"{self._where}: cannot connect to hypervisor {self._uri!r}: {error}; check that "
+                               "libvirtd runs on this host") from error
+        self._pool = self._open_pool()
+        domain = context.attribute("domainName", None)
+        if domain is not None:
+            if not isinstance(domain, str):
+                raise StorageError(f"{self._where}: domainName is {domain!r}; give the machine's name as a string")
+            self.volumes_for(domain)
+
+    def terminate(self, record: TerminationRecord) -> None:
+        try:
+            for domain in reversed(list(self._held)):
+                try:
+                    self.release_volumes(domain)
+                except (StorageError, libvirt.libvirtError, OSError) as error:
+                    logger.error("%s: releasing the volumes of %r: %s", self._where, domain, error)
+            self._remove_pool_if_ours()
+        finally:
+            if self._connection is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    self._connection.close()
+            self._connection = self._pool = None
+
+    # -- the public surface, called by VMs through their storageBackend link ----------------------------
+    def volumes_for(self, domain: str, attributes: Mapping[str, object] | None = None,
+                    target_prefix: str = "vd") -> list[list[str]]:
+        """The disks of machine ``domain``, made now unless it already holds them: ``[[source, target, kind], …]``.
+
+        :param domain: the machine's libvirt domain name; the volumes are named after it (or after
+            ``volumeBaseName``): ``NAME.img`` (root, target ``<prefix>a``) and ``NAME-swap.img``
+            (swap, ``<prefix>b``; none when swapSize is "0").
+        :param attributes: the machine's own storage attributes (see :data:`STORAGE_ATTRIBUTES`);
+            missing ones come from this backend's description, then from :data:`DEFAULTS`.
+        :param target_prefix: ``vd`` (virtio) or ``xvd`` (Xen).
+        :raises StorageError: saying what to fix; whatever this call made is removed first.
+        """
+        held = self._held.get(domain)
+        if held is not None:
+            return [list(disk) for disk in held.disks]
+        values = {name: self.context.attribute(name, None) for name in STORAGE_ATTRIBUTES}
+        values.update({key: value for key, value in (attributes or {}).items() if key in STORAGE_ATTRIBUTES})
+        try:
+            settings = volume_settings(domain, values)
+        except StorageError as error:
+            raise StorageError(f"{self._where}: volumes of {domain!r}: {error}") from error
+        self._check_inputs(settings)
+        made: list[_Volume] = []
+        try:
+            pool = self._pool_or_fail()
+            self._libvirt(lambda: pool.refresh(0), "refresh")
+            root = self._existing(settings, settings.root_name)
+            swap = self._existing(settings, settings.swap_name) if settings.swap_size else None
+            self._check_room(settings, root is None, swap is None and settings.swap_size > 0)
+            if root is None:
+                root = self._create(settings.root_name, settings.root_size, settings.domain)
+                made.append(root)
+                self._fill_root(settings, root)
+            if swap is None and settings.swap_size:
+                swap = self._create(settings.swap_name, settings.swap_size, settings.domain)
+                made.append(swap)
+                self._run(["mkswap", swap.path], f"make the swap space of volume {swap.name!r}")
+        except BaseException:
+            for volume in reversed(made):
+                self._delete(volume)
+            raise
+        disks = [(root.path, f"{target_prefix}a", "root")]
+        if swap is not None:
+            disks.append((swap.path, f"{target_prefix}b", "swap"))
+        self._held[domain] = _Held(settings=settings, root=root, swap=swap, disks=tuple(disks))
+        logger.info("%s: volumes of %r ready: %s", self._where, domain, ", ".join(disk[0] for disk in disks))
+        return [list(disk) for disk in disks]
+
+    def release_volumes(self, domain: str) -> None:
+        """The machine ``domain`` is gone: save its root filesystem if asked, then keep or delete its volumes.
+
+        With saveImage, a root filesystem that cannot be saved is kept whatever keepVolumes says
+        (its files are not lost); the error is raised after the other volumes were handled.
+        Unknown domains are ignored (released already).
+        """
+        held = self._held.pop(domain, None)
+        if held is None:
+            return
+        settings, failure = held.settings, None
+        if settings.save_image:
+            try:
+                self.save_image(held.root.path, settings.save_to)
+            except StorageError as error:
+                failure = error
+        for volume in (held.root, held.swap):
+            if volume is None:
+                continue
+            keep = settings.keep == "all" or (settings.keep == "statuquo" and not volume.created)
+            if keep or (failure is not None and volume is held.root):
+                logger.info("%s: volume %s kept (keepVolumes %s)", self._where, volume.path, settings.keep)
+            elif volume.created or _owned_by(read_mark(volume.path, VOLUME_OWNER_ATTRIBUTE), self._owner):
+                self._delete(volume)
+            else:
+                logger.warning("%s: volume %s was not made by sd-actors for %s: kept although keepVolumes is false",
+                               self._where, volume.path, self._where)
+        if failure is not None:
+            raise failure
+
+    def save_image(self, volume_path: str, archive: str) -> None:
+        """Archive the files of the ext filesystem in ``volume_path`` to ``archive`` (.tar or .tar.gz), unmounted."""
+        folder = os.path.dirname(archive) or "."
+        if not os.path.isdir(folder):
+            raise StorageError(f"{self._where}: saveImagePath {folder!r} is not a folder; create it or fix the path "
+                               f"(the root volume {volume_path} is kept)")
+        with self._scratch("save") as tree:
+            result = self._run(["debugfs", "-R", f"rdump / {tree}", volume_path],
+                               f"read the files of {volume_path} for saveImage")
+            problems = [line for line in result.stderr.splitlines() if line and not line.startswith("debugfs ")]
+            if problems:
+                raise StorageError(f"{self._where}: cannot read the files of {volume_path} for saveImage: "
+                                   f"{'; '.join(problems)[:_STDERR_TAIL]} (is it an ext2/3/4 filesystem?); the volume "
+                                   "is kept")
+            partial = f"{archive}.partial"
+            with tarfile.open(partial, "w:gz") if archive.endswith(".gz") else tarfile.open(partial, "w") as output:
+                for entry in sorted(os.listdir(tree)):
+                    if entry != "lost+found":
+                        output.add(os.path.join(tree, entry), arcname=entry)
+            os.replace(partial, archive)
+        logger.info("%s: root filesystem of %s saved to %s", self._where, volume_path, archive)
+
+    # -- the pool ----------------------------------------------------------------------------------------
+    def _open_pool(self) -> libvirt.virStoragePool:
+        connection = self._connection_or_fail()
+        try:
+            pool = connection.storagePoolLookupByName(self._pool_name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                raise StorageError(f"{self._where}: cannot look up pool {self._pool_name!r}: {error}") from error
+            return self._define_pool()
+        root = ET.fromstring(pool.XMLDesc(0))  # noqa: S314 (libvirt's own output)
+        kind, path = root.get("type"), root.findtext("target/path")
+        if kind != "dir" or (path is not None and os.path.abspath(path) != self._pool_path):
+            raise StorageError(f"{self._where}: pool {self._pool_name!r} exists as a {kind} pool at {path}, not a dir "
+                               f"pool at {self._pool_path}; give another poolName, or poolPath {path!r} to use it")
+        if not pool.isActive():
+            self._libvirt(lambda: pool.create(0), "start")
+        return pool
+
+    def _define_pool(self) -> libvirt.virStoragePool:
+        connection = self._connection_or_fail()
+        self._made_folder = not os.path.exists(self._pool_path)
+        try:
+            os.makedirs(self._pool_path, mode=0o755, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"{self._where}: cannot make poolPath {self._pool_path}: {error}") from error
+        pool = None
+        try:
+            pool = self._libvirt(lambda: connection.storagePoolDefineXML(dir_pool_xml(self._pool_name,
+                                                                                      self._pool_path), 0), "define")
+            self._defined_pool = True
+            _write_mark(self._pool_path, POOL_OWNER_ATTRIBUTE, {
+                "app": self._owner.app, "component": self._owner.component, "host": self._owner.host,
+                "pool": self._pool_name, "madeFolder": self._made_folder})
+            self._libvirt(lambda: pool.create(0), "start")
+        except BaseException:
+            if pool is not None:
+                self._undefine_pool(pool)
+            raise
+        logger.info("%s: defined dir pool %r at %s", self._where, self._pool_name, self._pool_path)
+        return pool
+
+    def _remove_pool_if_ours(self) -> None:
+        pool = self._pool
+        if pool is None:
+            return
+        mark = read_mark(self._pool_path, POOL_OWNER_ATTRIBUTE)
+        if not (self._defined_pool or (_owned_by(mark, self._owner) and mark and mark.get("pool") == self._pool_name)):
+            return
+        with contextlib.suppress(libvirt.libvirtError):
+            pool.refresh(0)
+        if pool.numOfVolumes() > 0:
+            logger.info("%s: pool %r kept: it still holds volumes", self._where, self._pool_name)
+            return
+        self._undefine_pool(pool)
+
+    def _undefine_pool(self, pool: libvirt.virStoragePool) -> None:
+        mark = read_mark(self._pool_path, POOL_OWNER_ATTRIBUTE) or {}
+        with contextlib.suppress(libvirt.libvirtError):
+            if pool.isActive():
+                pool.destroy()
+        with contextlib.suppress(libvirt.libvirtError):
+            pool.undefine()
+        with contextlib.suppress(OSError):
+            os.removexattr(self._pool_path, POOL_OWNER_ATTRIBUTE)
+        if self._made_folder or mark.get("madeFolder") is True:
+            with contextlib.suppress(OSError):  # not empty: someone put files there, they stay
+                os.rmdir(self._pool_path)
+        self._defined_pool = False
+        logger.info("%s: removed pool %r", self._where, self._pool_name)
+
+    # -- volumes -----------------------------------------------------------------------------------------
+    def _check_inputs(self, settings: VolumeSettings) -> None:
+        """What must exist before anything is made: baseImage, the programs that will be run."""
+        image = settings.base_image
+        if image is not None and not os.path.isfile(image):
+            raise StorageError(f"{self._where}: baseImage {image!r} of {settings.domain!r} is not a file on this host; "
+                               "fix the path, or leave baseImage out for an empty filesystem")
+        programs = [settings.make_fs[0]] if image is None or _is_tar(image) else []
+        if image is not None and _is_tar(image):
+            programs.append("tar")
+            if not _MKE2FS.fullmatch(os.path.basename(settings.make_fs[0])):
+                raise StorageError(f"{self._where}: makeFs {settings.make_fs[0]!r} cannot fill a filesystem from "
+                                   f"baseImage {image!r} without mounting it; give mkfs.ext2, mkfs.ext3 or mkfs.ext4")
+        if settings.swap_size:
+            programs.append("mkswap")
+        if settings.save_image:
+            programs.append("debugfs")
+        for program in programs:
+            if shutil.which(program) is None:
+                package = "e2fsprogs" if _MKE2FS.fullmatch(os.path.basename(program)) or program == "debugfs" else (
+                    "util-linux" if program == "mkswap" else None)
+                hint = f" (Debian: apt-get install {package})" if package else ""
+                raise StorageError(f"{self._where}: {program!r} is not a program on this host; install it{hint} or "
+                                   "change makeFs")
+
+    def _existing(self, settings: VolumeSettings, name: str) -> _Volume | None:
+        pool = self._pool_or_fail()
+        try:
+            volume = pool.storageVolLookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+                return None
+            raise StorageError(f"{self._where}: cannot look up volume {name!r} in pool {self._pool_name!r}: "
+                               f"{error}") from error
+        path = volume.path()
+        if not settings.using_existing:
+            raise VolumeExists(f"{self._where}: volume {name!r} of {settings.domain!r} already exists in pool "
+                               f"{self._pool_name!r} ({path}); set usingExistingVolumes true to use it, or give "
+                               "another volumeBaseName, or delete it yourself if it is not needed")
+        logger.info("%s: using existing volume %s", self._where, path)
+        return _Volume(name=name, path=path, created=False)
+
+    def _check_room(self, settings: VolumeSettings, root: bool, swap: bool) -> None:
+        pool = self._pool_or_fail()
+        needed = (settings.root_size if root else 0) + (settings.swap_size if swap else 0)
+        _state, _capacity, _allocation, available = self._libvirt(pool.info, "read the size of")
+        if needed > available:
+            raise StorageError(f"{self._where}: the volumes of {settings.domain!r} need {format_size(needed)} "
+                               f"(volumeSize {format_size(settings.root_size)}, swapSize "
+                               f"{format_size(settings.swap_size)}) but pool {self._pool_name!r} has "
+                               f"{format_size(available)} free; give smaller sizes or free space in {self._pool_path}")
+
+    def _create(self, name: str, size: int, domain: str) -> _Volume:
+        pool = self._pool_or_fail()
+        volume = self._libvirt(lambda: pool.createXML(volume_xml(name, size), 0), f"create volume {name!r} in")
+        created = _Volume(name=name, path=volume.path(), created=True)
+        try:
+            _write_mark(created.path, VOLUME_OWNER_ATTRIBUTE, {
+                "app": self._owner.app, "component": self._owner.component, "host": self._owner.host,
+                "domain": domain})
+        except StorageError as error:
+            self._delete(created)
+            raise StorageError(f"{self._where}: {error}") from error
+        return created
+
+    def _delete(self, volume: _Volume) -> None:
+        pool = self._pool_or_fail()
+        try:
+            pool.storageVolLookupByName(volume.name).delete(0)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                logger.error("%s: cannot delete volume %s: %s", self._where, volume.path, error)
+                return
+        logger.info("%s: deleted volume %s", self._where, volume.path)
+
+    def _fill_root(self, settings: VolumeSettings, root: _Volume) -> None:
+        image = settings.base_image
+        doing = f"make the root filesystem of volume {root.name!r} with {shlex.join(settings.make_fs)}"
+        if image is None:
+            self._run([*settings.make_fs, *_quiet(settings.make_fs), root.path], doing)
+        elif _is_tar(image):
+            with self._scratch("base") as tree:
+                self._run(["tar", "-x", "-f", image, "-C", tree, "--numeric-owner",
+                           *(["--same-owner", "--same-permissions"] if os.geteuid() == 0 else [])],
+                          f"unpack baseImage {image!r}")
+                self._run([*settings.make_fs, *_quiet(settings.make_fs), "-d", tree, root.path], doing,
+                          hint=f"if it ran out of space, volumeSize {format_size(settings.root_size)} is too small "
+                               f"for the files of baseImage {image!r}: give a larger volumeSize")
+        else:
+            image_size = os.path.getsize(image)
+            if image_size > settings.root_size:
+                raise StorageError(f"{self._where}: baseImage {image!r} ({format_size(image_size)}) does not fit in "
+                                   f"volumeSize {format_size(settings.root_size)}; give volumeSize of at least "
+                                   f"{format_size(image_size)}")
+            _copy_sparse(image, root.path)
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _scratch(self, purpose: str) -> Iterator[str]:
+        folder = tempfile.mkdtemp(prefix=f"sd-actors-{purpose}-")
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _run(self, argv: list[str], doing: str, *, hint: str = "") -> subprocess.CompletedProcess[str]:
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+        except OSError as error:
+            raise StorageError(f"{self._where}: cannot {doing}: {error}") from error
+        if result.returncode != 0:
+            output = (result.stderr.strip() or result.stdout.strip())[-_STDERR_TAIL:]
+            raise StorageError(f"{self._where}: cannot {doing}: {argv[0]} exited with status {result.returncode}: "
+                               f"{output}" + (f"; {hint}" if hint else ""))
+        return result
+
+    def _text(self, name: str, default: str) -> str:
+        value = self.context.attribute(name, default)
+        if not isinstance(value, str) or not value:
+            raise StorageError(f"{self._where}: {name} is {value!r}; give a non-empty string")
+        return value
+
+    def _libvirt(self, call: Callable[[], T], doing: str) -> T:
+        try:
+            return call()
+        except libvirt.libvirtError as error:
+            raise StorageError(f"{self._where}: cannot {doing} pool {self._pool_name!r} on {self._uri}: "
+                               f"{error}") from error
+
+    def _connection_or_fail(self) -> libvirt.virConnect:
+        if self._connection is None:
+            raise StorageError(f"{self._where}: not connected to {self._uri}; the backend is not deployed")
+        return self._connection
+
+    def _pool_or_fail(self) -> libvirt.virStoragePool:
+        if self._pool is None:
+            raise StorageError(f"{self._where}: pool {self._pool_name!r} is not open; the backend is not deployed")
+        return self._pool
+
+
+def _is_tar(path: str) -> bool:
+    return path.endswith(_TAR_SUFFIXES) or tarfile.is_tarfile(path)
+
+
+def _quiet(make_fs: tuple[str, ...]) -> list[str]:
+    """mke2fs' flags to write into a regular file without asking (-F) and without chatter (-q)."""
+    return ["-F", "-q"] if _MKE2FS.fullmatch(os.path.basename(make_fs[0])) else []
+
+
+def _copy_sparse(source: str, target: str) -> None:
+    """Copy an image file into a volume file, skipping runs of zeros (the volume stays sparse)."""
+    zeros = bytes(_COPY_CHUNK)
+    with open(source, "rb") as reading, open(target, "r+b") as writing:
+        while chunk := reading.read(_COPY_CHUNK):
+            if chunk == zeros[:len(chunk)]:
+                writing.seek(len(chunk), os.SEEK_CUR)
+            else:
+                writing.write(chunk)
+
+
+# -- the LVM backend -------------------------------------------------------------------------------------
+
+
+class LVMStorageBackend(Component):
+    """The volumes of machines as logical volumes of ``volumeGroup`` (a libvirt ``logical`` pool).
+
+    LVM works through the kernel's device-mapper; on a kernel without it the backend refuses to
+    deploy, saying so. (The volume handling on hosts that have device-mapper is not written yet.)
+    """
+
+    def deploy(self) -> None:
+        where = ":".join(self.context.path)
+        group = self.context.attribute("volumeGroup")
+        if not isinstance(group, str):
+            raise StorageError(f"{where}: volumeGroup is {group!r}; give the name of an LVM volume group")
+        logical_pool_xml(str(self.context.attribute("poolName", None) or group), group)
+        if not has_device_mapper():
+            raise NoDeviceMapper(f"{where}: LVM needs device-mapper, which this kernel does not have; load it "
+                                 "(modprobe dm_mod) or use LoopbackStorageBackend on this host")
+        raise StorageError(f"{where}: LVMStorageBackend cannot make volumes yet (only its logical pool definition "
+                           "is written); use LoopbackStorageBackend")
+
+
+@hookimpl
+def sd_actors_component_types() -> Mapping[str, type[Component]]:
+    return {"sd_actors.plugins.LoopbackStorageBackend": LoopbackStorageBackend,
+            "sd_actors.plugins.LVMStorageBackend": LVMStorageBackend}
