@@ -535,3 +535,17 @@ def test_a_pool_that_exists_is_used_and_never_removed(
     assert pool_exists(connection, pool_name)
     assert volume_names(connection, pool_name) == {"other.img"}
 
+
+
+def test_a_root_filesystem_that_cannot_be_saved_is_kept_whatever_keep_volumes_says(
+        system: System, connection: libvirt.virConnect, pool: tuple[str, Path], base_image: Path,
+        tmp_path: Path) -> None:
+    ref = system.deploy(backend(pool, domainName="guest1", baseImage=str(base_image), saveImage=True,
+                                saveImagePath=str(tmp_path / "missing"), keepVolumes=False), name="disks")
+
+    with pytest.raises(StorageError, match=r"saveImagePath .* is not a folder; create it or fix the path"):
+        ref.invoke("release_volumes", "guest1")
+
+    pool_name, folder = pool
+    assert volume_names(connection, pool_name) == {"guest1.img"}
+    assert debugfs_cat(folder / "guest1.img", "/etc/hostname") == "guest1\n"
