@@ -167,6 +167,14 @@ class ComponentContext:
         """True once someone asked for this component's termination: a long call should stop."""
         return self.ref.termination_requested.is_set()
 
+    def set_resource(self, resource: str | None) -> None:
+        """Say what this component holds outside the daemon's memory (a process group, a domain's
+        UUID), so that a daemon restarted after a crash can find it and never make a second copy.
+        A daemon journals it; an embedding System ignores it."""
+        recorder = self._runtime.resource_recorder
+        if recorder is not None:
+            recorder(self.ref, resource)
+
     def set_attribute(self, name: str, value: object) -> None:
         """Add or replace an attribute of this running component (SmartFrog's sfReplaceAttribute)."""
         self.ref.description.set(name, value)

@@ -72,6 +72,7 @@ from sd_actors.net._protocol import (
     WatchApplication,
     WatchEnded,
 )
+from sd_actors.plugins._shell import kill_leftover_groups
 
 logger = logging.getLogger(__name__)
 
@@ -145,9 +146,19 @@ class Daemon:
         self._sender = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sd-actors-send")
         self._parents_lock = threading.Lock()
         system.set_placement(self._placement)
+        system.runtime.resource_recorder = self._record_resource
         self._unsubscribe_forwarding = system.subscribe(self._forward_event)
         self._watchdog = threading.Thread(target=self._watch_remote_parents, name="sd-actors-watchdog", daemon=True)
         self._watchdog.start()
+
+    def _record_resource(self, ref: ComponentRef, resource: str | None) -> None:
+        """Journal what a component holds outside this process (journal first: before it is relied on)."""
+        if not ref.path:
+            return
+        with contextlib.suppress(DeploymentError):
+            self.journal.record_component(ref.path[0], ref.path, component_class=ref.component_class,
+                                          host=self.settings.host, state=ref.state or State.CREATED,
+                                          resource=resource)
 
     # -- which host runs a component ------------------------------------------------------------------
     def is_this_host(self, host: str) -> bool:
@@ -463,6 +474,13 @@ class Daemon:
         """Re-deploy what the journal says should be running; return what was done, for the log."""
         plan = self.journal.recover()
         done = []
+        for recovery in (*plan.unfinished_deploys, *plan.to_reattach, *plan.unfinished_terminations):
+            for component in recovery.components:
+                if component.resource and component.resource.startswith("process-group:"):
+                    killed = kill_leftover_groups(component.resource)
+                    if killed:
+                        done.append(f"{':'.join(component.path)}: killed process groups {killed} left by the "
+                                    "crashed daemon (the component starts afresh)")
         for recovery in (*plan.unfinished_deploys, *plan.to_reattach):
             entry = recovery.application
             try:

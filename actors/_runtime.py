@@ -371,6 +371,8 @@ class Runtime:
         self.default_liveness_delay = default_liveness_delay
         self.properties = dict(properties)
         self.bus = EventBus()
+        # A daemon sets this: it journals what components hold outside its memory.
+        self.resource_recorder: Callable[[ComponentRef, str | None], None] | None = None
         # A daemon sets this: it returns the proxy type for a component another host must run.
         self.placement: Callable[[ComponentRef], type[Component] | None] | None = None
         self.liveness = LivenessMonitor(self)

@@ -11,8 +11,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from sd_actors.actors import ABNORMAL, NORMAL, Component, DeploymentError, State, TerminationRecord
@@ -167,6 +168,10 @@ class Shell(Component):
         with self._lock:
             return tuple(self._results)
 
+    def _publish_groups(self) -> None:
+        # Called with the lock held: the process groups running now, for the daemon's journal.
+        self.context.set_resource(process_group_resource(p.pid for p in self._processes))
+
     def run(self, command: str, *, timeout: float | None = None, input: str | None = None) -> CommandResult:
         """Run ``command`` with ``shell -c`` and wait for it; return its exit status and output.
 
@@ -189,6 +194,7 @@ class Shell(Component):
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 cwd=self._dir, env=self._env, start_new_session=True)
             self._processes.add(process)
+            self._publish_groups()
         try:
             stdout, stderr, timed_out = self._communicate(process, None if input is None else input.encode(), deadline)
         finally:
@@ -197,6 +203,7 @@ class Shell(Component):
                 # The leader has exited but is not reaped yet, so the group id still names this
                 # group: kill whatever the command left behind, then reap.
                 _kill_group(process)
+                self._publish_groups()
             exit_status = process.wait()
             for stream in (process.stdin, process.stdout, process.stderr):
                 if stream is not None:
@@ -352,6 +359,53 @@ def _has_exited(pid: int) -> bool:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
+
+
+def process_group_resource(pids: Iterable[int]) -> str | None:
+    """``process-group:PGID:STARTTIME …`` for the journal (start times tell a group from a reused id)."""
+    groups = [f"process-group:{pid}:{_start_time(pid)}" for pid in sorted(pids)]
+    return " ".join(groups) or None
+
+
+def kill_leftover_groups(resource: str) -> list[int]:
+    """After a daemon crash: SIGKILL the process groups a Shell recorded that still exist; their ids."""
+    killed = []
+    for item in resource.split():
+        kind, _, rest = item.partition(":")
+        pgid_text, _, started_text = rest.partition(":")
+        if kind != "process-group" or not pgid_text.isdigit() or not started_text.isdigit():
+            continue
+        pgid, started = int(pgid_text), int(started_text)
+        members = [pid for pid in _group_members(pgid) if _start_time(pid) >= started]
+        if members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+                killed.append(pgid)
+    return killed
+
+
+def _start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or 0."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = text.rsplit(")", 1)[-1].split()
+    return int(fields[19]) if len(fields) > 19 else 0
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid):
+            members.append(int(entry.name))
+    return members
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -541,8 +541,6 @@ def wait_for_line(descriptor: int, timeout: float) -> bytes:
     return os.read(descriptor, 4096) if readable else b""
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a Shell's command survives kill -9 of its daemon (it runs in a session of "
-                   "its own) and the re-deploy after the restart runs it again: two copies run")
 def test_a_command_running_when_the_daemon_is_killed_does_not_run_twice_after_the_restart(
         user: User, daemon: DaemonProcess, tmp_path: Path, fifo: tuple[Path, int]) -> None:
     path, descriptor = fifo
