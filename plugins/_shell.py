@@ -188,15 +188,18 @@ class Shell(Component):
         with self._lock:
             if self._stopping.is_set():
                 raise DeploymentError(f"{':'.join(self.context.path)} is terminating: {command!r} was not run")
+            # Journal first: the process reads a first line of stdin before it becomes the command,
+            # so its group is journaled (a daemon restarted after a crash finds and kills it)
+            # before the command runs; the rest of stdin is the command's input.
             process = subprocess.Popen(
-                [self._shell, "-c", command],
-                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                [self._shell, "-c", _GATED, self._shell, command],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 cwd=self._dir, env=self._env, start_new_session=True)
             self._processes.add(process)
             self._publish_groups()
         try:
-            stdout, stderr, timed_out = self._communicate(process, None if input is None else input.encode(), deadline)
+            stdout, stderr, timed_out = self._communicate(process, b"go\n" + (b"" if input is None else input.encode()),
+                                                          deadline)
         finally:
             with self._lock:
                 self._processes.discard(process)
@@ -359,6 +362,10 @@ def _has_exited(pid: int) -> bool:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
+
+
+# Wait for the go (a first line on stdin), then become the command (same pid, same group).
+_GATED: Final = 'read -r _; exec "$0" -c "$1"'
 
 
 def process_group_resource(pids: Iterable[int]) -> str | None:
