@@ -23,6 +23,6 @@ test: setup
 	exit $$status
 
 bench: setup
-	@shopt -s nullglob; for script in bench/*.py; do \
+	@shopt -s nullglob; for script in bench/[!_]*.py; do \
 	    echo "== $$script"; $(VENV)/bin/python "$$script" || exit 1; \
 	done

@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -49,6 +47,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
+
+from _machine import machine  # bench/ is on sys.path when a benchmark runs as a script
 
 TARGET_UP_AND_DOWN_SECONDS: Final = 5.0
 TARGET_UP_AND_DOWN_COMPONENTS: Final = 5_000
@@ -234,20 +234,6 @@ def in_child(name: str, *arguments: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ report
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{model}, {cores} cores, {platform.python_implementation()} {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
-
 
 def megabytes(size: float) -> str:
     return f"{size / 1e6:.0f} MB"

@@ -77,7 +77,6 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import queue
 import re
@@ -96,6 +95,7 @@ from typing import Any, Final
 
 import msgpack
 import zmq
+from _machine import machine  # bench/ is on sys.path when a benchmark runs as a script
 
 from sd_actors.actors._client_commands import trust_daemon
 from sd_actors.actors._daemon import DaemonSettings, make_registry, open_daemon
@@ -744,20 +744,6 @@ def count_started(pool: Pool, endpoint: str, app: str) -> int:
 
 
 # ------------------------------------------------------------------------------------- report
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{model}, {cores} cores, {platform.python_implementation()} {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
-
 
 def row(label: str, value: str, note: str = "") -> None:
     print(f"{label:<56}{value:>15}   {note}".rstrip(), flush=True)

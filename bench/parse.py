@@ -35,8 +35,6 @@ import cProfile
 import gc
 import json
 import math
-import os
-import platform
 import pstats
 import subprocess
 import sys
@@ -46,6 +44,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from _machine import machine  # bench/ is on sys.path when a benchmark runs as a script
 
 from sd_actors.descriptions import ComponentDescription, parse_file, to_json_value
 
@@ -299,20 +299,6 @@ def peak_memory(main: Path) -> tuple[int, int] | None:
                             check=True)
     before, peak = (int(word) for word in result.stdout.split())
     return before, peak
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{model}, {cores} cores, {platform.python_implementation()} {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
 
 
 def profile(main: Path) -> None:
