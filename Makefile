@@ -9,7 +9,7 @@ setup:
 	@scripts/setup.sh
 
 demo: setup
-	$(VENV)/bin/sd-actors parse descriptions/examples/pool.sf
+	@scripts/demo.sh
 
 # ruff, mypy and pytest all run, so one report shows every problem; any failure fails the target.
 # mypy reads the packages through .venv/mypy-path (see pyproject.toml); sed turns its paths

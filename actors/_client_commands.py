@@ -333,8 +333,9 @@ def run_status(arguments: argparse.Namespace, out: TextIO) -> int:
         for component in app.components:
             indent = "  " * len(component.path)
             record = f"  {_record_text(component.record)}" if component.state == "failed" else ""
-            print(f"{indent}{component.path[-1]:30s} {component.state:11s} {component.host:20s} "
-                  f"{component.component_class}{record}", file=out)
+            name = f"{indent}{component.path[-1]}"
+            print(f"{name:34s} {component.state:11s} {component.host:20s} {component.component_class}{record}",
+                  file=out)
         if app.record and app.status in ("failed", "terminated"):
             print(f"  last record: {_record_text(app.record)}", file=out)
     return 0
