@@ -23,7 +23,7 @@ stop_daemon() {
 trap stop_daemon EXIT
 
 echo
-echo "== sd-actors daemon, keys (a daemon's and yours), and sd-actors up descriptions/examples/local-demo.sf"
+echo "== sd-actors daemon, keys (a daemon's and yours), and sd-actors up scripts/demo.sf"
 "$sd" keys init --state-dir "$state" >/dev/null
 user_key=$("$sd" keys init | sed -n 's/.*public key: //p')
 daemon_key=$("$sd" keys show --state-dir "$state")
@@ -31,7 +31,7 @@ daemon_key=$("$sd" keys show --state-dir "$state")
 "$sd" keys trust "127.0.0.1:$port" -- "$daemon_key" >/dev/null
 "$sd" daemon --bind "tcp://127.0.0.1:$port" --state-dir "$state" 2>"$demo/daemon.log" &
 for _ in $(seq 100); do [ -f "$state/daemon.json" ] && break; sleep 0.1; done
-"$sd" up descriptions/examples/local-demo.sf --name demo --host "127.0.0.1:$port"
+"$sd" up scripts/demo.sf --name demo --host "127.0.0.1:$port"
 echo
 echo "== sd-actors status demo"
 "$sd" status demo --host "127.0.0.1:$port"
