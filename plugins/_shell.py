@@ -388,7 +388,22 @@ def kill_leftover_groups(resource: str) -> list[int]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
                 killed.append(pgid)
+    # SIGKILL is delivered asynchronously: wait until they are gone, so that the re-deployed
+    # command never runs beside its predecessor, not even for a moment.
+    deadline = time.monotonic() + 10
+    while killed and any(_alive(pid) for pgid in killed for pid in _group_members(pgid)) \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)  # they are not our children: nothing to wait on but /proc
     return killed
+
+
+def _alive(pid: int) -> bool:
+    """Still running (a zombie has exited: it only waits for init to reap it)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return False
+    return bool(fields) and fields[0] != "Z"
 
 
 def _start_time(pid: int) -> int:
