@@ -479,6 +479,9 @@ class LoopbackStorageBackend(Component):
         self._made_folder = not os.path.exists(self._pool_path)
         try:
             os.makedirs(self._pool_path, mode=0o755, exist_ok=True)
+            if self._made_folder:
+                # makedirs' mode is filtered by the umask; qemu (another user) must reach the volumes.
+                os.chmod(self._pool_path, 0o755)  # noqa: S103 (the pool folder qemu reads, as libvirt makes it)
         except OSError as error:
             raise StorageError(f"{self._where}: cannot make poolPath {self._pool_path}: {error}") from error
         pool = None
