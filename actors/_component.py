@@ -165,7 +165,7 @@ class ComponentContext:
     @property
     def termination_requested(self) -> bool:
         """True once someone asked for this component's termination: a long call should stop."""
-        return self.ref.termination_requested.is_set()
+        return self.ref.termination_requested
 
     def set_resource(self, resource: str | None) -> None:
         """Say what this component holds outside the daemon's memory (a process group, a domain's

@@ -69,8 +69,9 @@ class ComponentRef:
         self.actor_ref: pykka.ActorRef[Any] | None = None
         self.actor: ComponentActor | None = None
         self.abandoned = False
-        # Set before a termination is queued, so a component busy in a long call can notice it.
-        self.termination_requested = threading.Event()
+        # Set before a termination is queued, so a component busy in a long call can notice it
+        # (a plain flag: one assignment, read from any thread; an Event per component cost ~1 kB).
+        self.termination_requested = False
         self._runtime = runtime
         sf_class = description.get("sfClass")
         self.component_class = sf_class if isinstance(sf_class, str) else ""
@@ -561,7 +562,7 @@ class Runtime:
         """Terminate ``ref`` and wait; one that does not finish in time is stopped forcibly."""
         if ref.actor_ref is None or ref.abandoned:
             return
-        ref.termination_requested.set()
+        ref.termination_requested = True
         try:
             future = ref.actor_ref.ask(TerminateComponent(record=record, notify_parent=notify_parent), block=False)
         except pykka.ActorDeadError:
@@ -579,7 +580,7 @@ class Runtime:
             for child in children:
                 if child.actor_ref is None or child.abandoned:
                     continue
-                child.termination_requested.set()
+                child.termination_requested = True
                 try:
                     pending.append((child, child.actor_ref.ask(
                         TerminateComponent(record=record, notify_parent=False), block=False)))
@@ -642,7 +643,7 @@ class Runtime:
             logger.warning("%s failed but its parent is gone: %s", ref.name_text, record)
 
     def request_termination(self, ref: ComponentRef, record: TerminationRecord, *, notify_parent: bool = True) -> None:
-        ref.termination_requested.set()
+        ref.termination_requested = True
         if ref.actor_ref is not None:
             with contextlib.suppress(pykka.ActorDeadError):
                 ref.actor_ref.tell(TerminateComponent(record=record, notify_parent=notify_parent))
