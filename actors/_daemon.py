@@ -555,7 +555,10 @@ def open_daemon(settings: DaemonSettings) -> Iterator[Daemon]:
                                   "a local experiment)") from None
     with ExitStack() as stack:
         journal = stack.enter_context(open_journal(settings.state_dir))
-        system = stack.enter_context(open_system(host=settings.host, terminate_timeout=settings.terminate_timeout))
+        # --hypervisor: the libvirt URI of VMs whose description names none.
+        properties = {"sd_actors.hypervisor": settings.hypervisor} if settings.hypervisor else {}
+        system = stack.enter_context(open_system(host=settings.host, terminate_timeout=settings.terminate_timeout,
+                                                 properties=properties))
         try:
             daemon = Daemon(settings, system=system, journal=journal, keypair=keypair)
         except OSError as error:

@@ -111,6 +111,11 @@ class VM(Component):
         self._backend: tuple[ComponentRef, str] | None = None
         """The storage backend that made this machine's volumes, and the name it knows them by."""
 
+    @property
+    def hypervisor(self) -> str:
+        """The libvirt URI this machine runs on (its ``hypervisor``, else the System's default)."""
+        return self._uri
+
     # -- lifecycle -------------------------------------------------------------------------------------
     def deploy(self) -> None:
         self._uri = self._hypervisor()
