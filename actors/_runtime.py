@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -595,11 +596,11 @@ class Runtime:
                            record: TerminationRecord) -> None:
         # A component's own terminate() gets terminate_timeout; one with children also gets the time
         # its children may take, so a hung grandchild is blamed alone, not every ancestor above it.
-        start = _monotonic()
+        start = time.monotonic()
         deadlines = {id(ref): start + self._budget(ref) for ref, _ in pending}
         for ref, future in pending:
             try:
-                future.get(timeout=max(deadlines[id(ref)] - _monotonic(), 0.0))
+                future.get(timeout=max(deadlines[id(ref)] - time.monotonic(), 0.0))
             except pykka.Timeout:
                 self._abandon(ref)
             except pykka.ActorDeadError:
@@ -798,7 +799,3 @@ def _path_text(parts: Iterable[RefPart]) -> str:
     return ":".join(p.name or p.kind for p in parts)
 
 
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()

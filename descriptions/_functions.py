@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
@@ -16,6 +15,7 @@ from sd_actors.descriptions._model import (
     Double,
     Long,
     Reference,
+    to_float32,
     value_kind,
     values_equal,
 )
@@ -64,7 +64,7 @@ def _as_kind(value: Number, kind: str) -> Number:
     if kind == "Long":
         return Long(_wrap(int(value), 64))
     if kind == "Float":
-        return _to_float32(float(value))
+        return to_float32(float(value))
     return Double(float(value))
 
 
@@ -73,13 +73,6 @@ def _wrap(value: int, bits: int) -> int:
     mask = (1 << bits) - 1
     value &= mask
     return value - (1 << bits) if value >> (bits - 1) else value
-
-
-def _to_float32(value: float) -> float:
-    try:
-        return float(struct.unpack("f", struct.pack("f", value))[0])
-    except OverflowError:
-        return math.copysign(math.inf, value)
 
 
 def _numbers(function: str, args: list[object]) -> tuple[str, list[Number]]:
@@ -386,7 +379,7 @@ def _shortest(value: float, single: bool) -> str:
         return repr(float(value))
     for precision in range(1, 10):
         text = f"{value:.{precision}g}"
-        if _to_float32(float(text)) == _to_float32(value):
+        if to_float32(float(text)) == to_float32(value):
             return text
     return repr(value)
 

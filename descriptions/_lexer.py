@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import bisect
-import math
 import re
-import struct
 from pathlib import Path
 from typing import Final, NamedTuple
 
 from sd_actors.descriptions._errors import DescriptionError, DescriptionSyntaxError, SourceLocation
-from sd_actors.descriptions._model import Double, Long
+from sd_actors.descriptions._model import Double, Long, to_float32
 
 KEYWORDS: Final = frozenset(
     {
@@ -22,16 +20,19 @@ KEYWORDS: Final = frozenset(
     }
 )
 
-_LETTER = r"A-Za-z_$\u00a2-\u00a5\u00aa\u00b5\u00ba\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff"
+_LETTER: Final = r"A-Za-z_$\u00a2-\u00a5\u00aa\u00b5\u00ba\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff"
 _EXP = r"(?:[eE][+-]?[0-9]+)"
 # Alternatives are ordered so that Python's first match equals JavaCC's longest match.
+WORD_PATTERN: Final = rf"[{_LETTER}][{_LETTER}0-9._\-+@\#~$%^&]*"
+"""A WORD: an attribute name or reference part (``a-b``, ``test.timeout`` are single words)."""
+
 # One match per token: the skipped whitespace and comments, then the token. Alternatives are
 # ordered so that Python's first match equals JavaCC's longest match (``x|`` before the word ``x``).
 _TOKEN_RE: Final = re.compile(
     rf"""
     (?P<skip>(?:[ \t\n\r\f]+|//[^\n]*|/\*.*?\*/)*)
     (?:
-      (?P<word>(?!x\|)[{_LETTER}][{_LETTER}0-9._\-+@\#~$%^&]*)
+      (?P<word>(?!x\|){WORD_PATTERN})
     | (?P<string>"(?:[^"\\\n]|\\.)*")
     | (?P<float>-?(?:[0-9]+\.[0-9]*{_EXP}?|\.[0-9]+{_EXP}?|[0-9]+{_EXP})[fFdD]?|-?[0-9]+[fFdD])
     | (?P<int>-?[0-9]+[lL]?)
@@ -187,14 +188,6 @@ def _float(lexeme: str) -> float:
         return Double(lexeme[:-1])
     # A Float holds 32 bits, as in Java: 0.1f is the float nearest 0.1, and prints back as 0.1.
     return to_float32(float(lexeme[:-1] if suffix in "fF" else lexeme))
-
-
-def to_float32(value: float) -> float:
-    """``value`` rounded to the nearest 32-bit float (infinite when out of its range)."""
-    try:
-        return float(struct.unpack("f", struct.pack("f", value))[0])
-    except OverflowError:
-        return math.copysign(math.inf, value)
 
 
 def _unescape(source: SourceText, body: str, offset: int) -> str:

@@ -23,6 +23,8 @@ APPLY / ASSERT           ``Apply``
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -46,6 +48,14 @@ class Double(float):
 
     def __repr__(self) -> str:
         return f"Double({float(self)})"
+
+
+def to_float32(value: float) -> float:
+    """``value`` rounded to the nearest 32-bit float, as Java's Float holds it (infinite when out of range)."""
+    try:
+        return float(struct.unpack("f", struct.pack("f", value))[0])
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
 class _TBDType:
@@ -85,7 +95,6 @@ PROCESS: Final = "PROCESS"
 NAMED_PART_KINDS: Final = frozenset(
     {HERE, ATTRIB, PROPERTY, IPROPERTY, ENVPROPERTY, IENVPROPERTY, CONSTANT, HOST}
 )
-PART_KINDS: Final = NAMED_PART_KINDS | {ROOT, PARENT, THIS, PROCESS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,9 +346,6 @@ class ComponentDescription:
                 return True
             node = node.parent
         return False
-
-    def attribute_location(self, name: Key) -> SourceLocation | None:
-        return self.locations.get(name, self.location)
 
     # -- copying -------------------------------------------------------------------------------
     def copy(self, parent: ComponentDescription | None = None) -> ComponentDescription:

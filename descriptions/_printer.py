@@ -7,7 +7,7 @@ import re
 from typing import Any, Final
 
 from sd_actors.descriptions._functions import java_float_text
-from sd_actors.descriptions._lexer import KEYWORDS
+from sd_actors.descriptions._lexer import KEYWORDS, WORD_PATTERN
 from sd_actors.descriptions._model import (
     ATTRIB,
     HERE,
@@ -21,10 +21,7 @@ from sd_actors.descriptions._model import (
     RefPart,
 )
 
-_WORD_RE: Final = re.compile(
-    r"[A-Za-z_$\u00a2-\u00a5\u00aa\u00b5\u00ba\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff]"
-    r"[A-Za-z_$\u00a2-\u00a5\u00aa\u00b5\u00ba\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff0-9._\-+@#~$%^&]*"
-)
+_WORD_RE: Final = re.compile(WORD_PATTERN)
 _STRING_ESCAPES: Final = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\b": "\\b", "\r": "\\r",
                           "\f": "\\f"}
 

@@ -303,34 +303,30 @@ class Resolver:
                 return value
             if value.lazy:
                 raise _Lazy()
-            marker = (id(cd), key)
-            if marker in self._in_progress:
-                raise _Unresolved(f"cyclic reference: {display_path(cd, key)} depends on itself",
-                                  "break the circle of links", error=CyclicReference)
-            self._in_progress.add(marker)
-            try:
+            with self._visiting(cd, key):
                 return self.resolve(value, cd)
-            finally:
-                self._in_progress.discard(marker)
         if isinstance(value, Apply):
             if value.lazy:
                 raise _Lazy()
-            return self._evaluate_at(cd, key, value)
+            with self._visiting(cd, key):
+                if value.kind == "ASSERT":
+                    return self._check_assertion(cd, key, value)
+                return self._apply(value)
         if value is TBD:
             raise _Unresolved(f"{display_path(cd, key)} is still TBD (to be defined)",
                               _tbd_hint(cd, key), error=UnresolvedTBD, at=_tbd_location(cd, key))
         return value
 
-    def _evaluate_at(self, cd: ComponentDescription, key: str, apply: Apply) -> object:
+    @contextmanager
+    def _visiting(self, cd: ComponentDescription, key: str) -> Iterator[None]:
+        """Mark ``cd.key`` as being resolved; meeting it again on the way is a cycle."""
         marker = (id(cd), key)
         if marker in self._in_progress:
             raise _Unresolved(f"cyclic reference: {display_path(cd, key)} depends on itself",
                               "break the circle of links", error=CyclicReference)
         self._in_progress.add(marker)
         try:
-            if apply.kind == "ASSERT":
-                return self._check_assertion(cd, key, apply)
-            return self._apply(apply)
+            yield
         finally:
             self._in_progress.discard(marker)
 
