@@ -272,11 +272,17 @@ class Daemon:
                                               host=self.settings.host, state=event.new)
             else:
                 self.journal.record_state(app, event.path, event.new, event.record)
-            if event.path == (app,) and event.new.is_final and event.record is not None:
-                # The application ended by itself (a failure, a workflow that finished): say so.
-                self.journal.mark_terminated(app, event.record)
         except DeploymentError as error:  # an app deployed without the journal (tests, embedding)
             logger.debug("journal: %s", error)
+        if event.path == (app,) and event.new.is_final and event.record is not None:
+            # However the application ended (down, a failure, a workflow that finished): say so.
+            self._journal_ended(app, event.record)
+
+    def _journal_ended(self, app: str, record: TerminationRecord) -> None:
+        """Journal, once, that ``app`` ended with ``record`` (its root's final event usually did)."""
+        with contextlib.suppress(JournalError):
+            if not self.journal.application(app).status.is_final:
+                self.journal.mark_terminated(app, record)
 
     # -- requests ---------------------------------------------------------------------------------
     def handle(self, request: Request) -> None:
@@ -360,8 +366,7 @@ class Daemon:
         except DeploymentError as error:
             record = error.record if isinstance(error, ComponentFailed) else \
                 TerminationRecord.abnormal(str(error), (app,))
-            with contextlib.suppress(JournalError):  # the root's own final event may have journaled it
-                self.journal.mark_terminated(app, record)
+            self._journal_ended(app, record)  # when the failure came before any root existed
             return record
         with contextlib.suppress(JournalError):  # re-deployed after a restart: the journal says running already
             self.journal.mark_running(app)
@@ -428,8 +433,7 @@ class Daemon:
         if not message.wait:
             request.reply(ApplicationTerminated(app=message.app, record=None))
         final = self.system.terminate(message.app, record)
-        with contextlib.suppress(JournalError):  # the root's own final event may have journaled it already
-            self.journal.mark_terminated(message.app, final)
+        self._journal_ended(message.app, final)
         if message.wait:
             request.reply(ApplicationTerminated(app=message.app, record=record_info(final)))
 
