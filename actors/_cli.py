@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sd_actors.descriptions import (
     ComponentDescription,
@@ -18,6 +18,9 @@ from sd_actors.descriptions import (
     to_sf,
 )
 from sd_actors.descriptions._printer import format_attributes
+
+if TYPE_CHECKING:
+    import pluggy
 
 EXIT_DESCRIPTION_ERROR = 2
 
@@ -61,7 +64,8 @@ def _key_value(text: str) -> tuple[str, str]:
     return name, value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugin_manager: pluggy.PluginManager | None = None) -> argparse.ArgumentParser:
+    """The command line: sd-actors' commands and those plugins contribute (``sd_actors_cli_commands``)."""
     parser = argparse.ArgumentParser(
         prog="sd-actors",
         description="Describe pools of virtual machines (and anything with a lifecycle) in the SmartFrog "
@@ -94,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--phases", action="store_true", help="print the tree after every resolution phase")
     parse.set_defaults(run=_run_parse)
     _add_daemon_commands(commands)
+    from sd_actors.plugins import make_plugin_manager
+
+    manager = plugin_manager or make_plugin_manager()
+    manager.hook.sd_actors_cli_commands(commands=commands, client_options=_client_options)
     return parser
 
 
@@ -255,9 +263,9 @@ def _protect_keys(argv: Sequence[str]) -> list[str]:
     return out + moved
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, plugin_manager: pluggy.PluginManager | None = None) -> int:
     """Entry point of the ``sd-actors`` console script; returns the exit status."""
-    parser = build_parser()
+    parser = build_parser(plugin_manager)
     arguments = parser.parse_args(_protect_keys(list(sys.argv[1:] if argv is None else argv)))
     if arguments.command is None:
         parser.print_help()

@@ -7,14 +7,15 @@ policies are registered exactly the same way.
 
 Two kinds of hooks:
 
-* contributions (every plugin's answer is collected): component types;
+* contributions (every plugin's answer is collected): component types, CLI commands;
 * decisions (``firstresult``: the first plugin that does not return ``None`` decides): what a
   parent does when a child terminated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import argparse
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
 import pluggy
@@ -61,5 +62,29 @@ def sd_actors_child_terminated(
     :returns: ``Reaction.TERMINATE`` (the parent terminates with ``record``),
         ``Reaction.CONTINUE`` (the parent carries on), ``Reaction.HANDLED`` (the plugin already
         acted, e.g. restarted the child somewhere), or ``None`` to let the next plugin decide.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def sd_actors_cli_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    client_options: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """Contribute ``sd-actors`` sub-commands.
+
+    Called once each time the command line is built, after sd-actors' own commands were added.
+    Add a parser with ``commands.add_parser(NAME, help=...)`` and give it a ``run`` default:
+    ``parser.set_defaults(run=function)`` where ``function(arguments, out) -> int`` receives the
+    parsed :class:`argparse.Namespace` and the text stream to print to, and returns the exit
+    status. A command that talks to a daemon calls ``client_options(parser)`` to accept the same
+    ``--host``, ``--state-dir``, ``--server-key``, ``--insecure`` and ``--timeout`` options as
+    ``status``, and ``sd_actors.actors.client.connect(arguments, out)`` (a context manager) to open the connection
+    and ``sd_actors.actors.client.request(client, message)`` to ask it. A name
+    already taken is an error raised by argparse when the second plugin adds it.
+
+    :param commands: the sub-parsers of ``sd-actors``.
+    :param client_options: adds the daemon-connection options to a parser.
+    :returns: ``None``; the contribution is the parsers added.
     """
     raise NotImplementedError

@@ -121,3 +121,26 @@ def test_hook_sd_actors_child_terminated_defaults_to_shared_fate() -> None:
         assert root.record is not None
         assert root.record.path == ("app", "w")
         assert root.record.description == "worker crashed"
+
+
+class HelloCommandPlugin:
+    @hookimpl
+    def sd_actors_cli_commands(self, commands, client_options) -> None:  # type: ignore[no-untyped-def]
+        hello = commands.add_parser("hello", help="greet someone")
+        hello.add_argument("who")
+        client_options(hello)
+        hello.set_defaults(run=lambda arguments, out: out.write(f"hello {arguments.who} via "
+                                                                f"{arguments.host}\n") and 7)
+
+
+def test_hook_sd_actors_cli_commands_adds_a_command_that_runs_with_the_client_options(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from sd_actors.actors._cli import build_parser, main
+
+    manager = make_plugin_manager(load_entry_points=False, plugins=[HelloCommandPlugin()])
+
+    status = main(["hello", "world", "--host", "10.0.0.2"], plugin_manager=manager)
+
+    assert status == 7
+    assert capsys.readouterr().out == "hello world via 10.0.0.2\n"
+    assert "greet someone" in build_parser(manager).format_help()
