@@ -220,6 +220,13 @@ class Component:
     def ping(self) -> None:
         """Health check, called every ``sfLivenessDelay`` seconds once started; raise to fail."""
 
+    def detach(self) -> bool:
+        """The daemon is stopping, the application is not: leave what this component holds outside
+        the daemon (a running domain, its volumes) as it is, for the next daemon to re-attach to
+        from its journal, and return True; ``terminate`` is then not called. Return False (the
+        default) to be terminated as usual. Called in the component's actor thread."""
+        return False
+
     def child_terminated(self, child: ComponentRef, record: TerminationRecord) -> Reaction:
         """A child terminated or failed: what to do. The default is SmartFrog's shared fate."""
         return Reaction.TERMINATE
