@@ -175,6 +175,11 @@ class ComponentContext:
         if recorder is not None:
             recorder(self.ref, resource)
 
+    def shared(self, key: object, factory: Callable[[], object]) -> object:
+        """The one object of this System for ``key`` (e.g. a libvirt connection per hypervisor URI),
+        made by ``factory`` on first use, shared by every component, closed with the System."""
+        return self._runtime.shared(key, factory)
+
     def set_attribute(self, name: str, value: object) -> None:
         """Add or replace an attribute of this running component (SmartFrog's sfReplaceAttribute)."""
         self.ref.description.set(name, value)

@@ -389,6 +389,8 @@ class Runtime:
         self.actors: list[ComponentActor] = []
         self.process_ref = ComponentRef((), ComponentDescription(), None, self)
         self.process_ref.state = State.STARTED
+        self._shared: dict[object, object] = {}
+        self._shared_lock = threading.Lock()
         process_actor = ComponentActor(self.process_ref, self, _ProcessComponent)
         self.process_ref.component = _ProcessComponent(ComponentContext(self.process_ref, self))
         self._start_actor(self.process_ref, process_actor)
@@ -770,6 +772,14 @@ class Runtime:
         raise LinkError(f"{start.name_text}: LAZY {reference.path_text()}: {kind} cannot be resolved at run time")
 
     # -- closing -------------------------------------------------------------------------------------
+    def shared(self, key: object, factory: Callable[[], object]) -> object:
+        """The one object of this System for ``key`` (a libvirt connection per hypervisor URI, …),
+        made by ``factory`` on first use; closed (if it has ``close()``) when the System closes."""
+        with self._shared_lock:
+            if key not in self._shared:
+                self._shared[key] = factory()
+            return self._shared[key]
+
     def close(self, timeout: float) -> list[str]:
         """Stop liveness and every actor; return the names of threads that did not finish in time."""
         self.liveness.close()
@@ -785,7 +795,17 @@ class Runtime:
                 with contextlib.suppress(pykka.ActorDeadError):
                     actor.actor_ref.stop(block=False)
         self.clock.close()
-        return [t.name for t in self.pool.close(timeout)]
+        stragglers = [t.name for t in self.pool.close(timeout)]
+        with self._shared_lock:
+            shared, self._shared = list(self._shared.values()), {}
+        for thing in shared:
+            close = getattr(thing, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # closing one must not stop the others from closing
+                    logger.warning("closing %r failed", thing, exc_info=True)
+        return stragglers
 
 
 

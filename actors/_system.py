@@ -167,6 +167,11 @@ class System:
         """The machinery under this System, for the daemon that serves it over the network."""
         return self._runtime
 
+    def shared(self, key: object, factory: Callable[[], object]) -> object:
+        """The one object of this System for ``key``, made by ``factory`` on first use and closed
+        with the System: what components get from ``ComponentContext.shared``."""
+        return self._runtime.shared(key, factory)
+
     def close(self) -> None:
         """Terminate every application (normally), stop every actor and the clock."""
         with self._deploy_lock:

@@ -236,3 +236,28 @@ def test_a_system_lets_go_of_an_application_replaced_by_one_of_the_same_name() -
 
         assert component is not None
         assert component() is None
+
+
+def test_a_shared_object_is_made_once_per_system_and_closed_with_it() -> None:
+    class Connection:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    made: list[Connection] = []
+
+    def factory() -> Connection:
+        made.append(Connection())
+        return made[-1]
+
+    with open_system() as system:
+        first = system.shared(("libvirt", "test:///default"), factory)
+        again = system.shared(("libvirt", "test:///default"), factory)
+        with open_system() as other:
+            theirs = other.shared(("libvirt", "test:///default"), factory)
+
+        assert first is again
+        assert theirs is not first
+        assert [c.closed for c in made] == [False, True]
+    assert made[0].closed
