@@ -176,6 +176,9 @@ def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     up.add_argument("-D", dest="properties", metavar="NAME=VALUE", action="append", default=[], type=_key_value)
     up.add_argument("--set", dest="overrides", metavar="PATH=VALUE", action="append", default=[], type=_key_value)
     up.add_argument("--dry-run", action="store_true", help="print what would be created where, and stop")
+    up.add_argument("--settle", type=float, default=2.0, metavar="S",
+                    help="once everything started, keep watching S seconds: a component that fails in that time "
+                    "(a command that exits at once) fails the up (default 2; 0 returns as soon as all started)")
     _client_options(up)
     up.set_defaults(run=client.run_up, start_daemon=True)
 

@@ -261,14 +261,16 @@ def run_up(arguments: argparse.Namespace, out: TextIO) -> int:
             print(f"  {'  ' * depth}{path[-1]}  {cd.get('sfClass', '(data)')}  {where}", file=out)
         return 0
     with connect(arguments, out) as client:
-        return _deploy_and_follow(client, name, config, out, _long_timeout(arguments))
+        return _deploy_and_follow(client, name, config, out, _long_timeout(arguments), settle=arguments.settle)
 
 
-def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, out: TextIO, timeout: float) -> int:
+def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, out: TextIO, timeout: float,
+                       *, settle: float = 0.0) -> int:
     """Send the deployment and show its progress, component by component, until it is up or failed."""
     started = time.monotonic()
     count = 0
-    request = DeployApplication(app=name, description=to_sf(config), requested_by=os.environ.get("USER", ""))
+    request = DeployApplication(app=name, description=to_sf(config), requested_by=os.environ.get("USER", ""),
+                                settle=settle)
     try:
         for answer in client.stream(request, timeout=timeout, end=(WatchEnded, RequestFailed),
                                     first_timeout=min(timeout, REQUEST_TIMEOUT)):
@@ -287,6 +289,9 @@ def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, 
             elif isinstance(answer, WatchEnded):
                 if answer.state == "started":
                     print(f"{name} is up: {count} components started in {elapsed:.2f} s", file=out)
+                    return 0
+                if answer.state == "terminated":
+                    print(f"{name} started and has already ended normally: {_record_text(answer.record)}", file=out)
                     return 0
                 print(f"{name} failed: {_record_text(answer.record)}", file=out)
                 return EXIT_FAILED

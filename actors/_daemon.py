@@ -345,13 +345,28 @@ class Daemon:
                 return
             raise
         request.reply(DeployAccepted(app=message.app, host=self.settings.host))
-        unsubscribe = self.system.subscribe(lambda event: self._notify(request, message.app, event))
+        ended: list[TerminationRecord] = []
+        failed = threading.Event()
+
+        def follow(event: LifecycleEvent) -> None:
+            self._notify(request, message.app, event)
+            # The application ended (shared fate brings a failure up to the root unless a policy
+            # such as a Supervisor handled it there).
+            if event.path == (message.app,) and event.new.is_final:
+                ended.append(event.record or TerminationRecord.normal("ended", event.path))
+                failed.set()
+
+        unsubscribe = self.system.subscribe(follow)
         try:
             record = self._run_deploy(message.app, config)
+            # A component may fail just after it started (a command that exits at once): up waits
+            # for that, so it never says "up" about something already broken.
+            if record is None and message.settle > 0 and failed.wait(min(message.settle, 60.0)):
+                record = ended[0]
         finally:
             unsubscribe()
-        request.reply(WatchEnded(app=message.app, state="started" if record is None else "failed",
-                                 record=record_info(record)))
+        state = "started" if record is None else "terminated" if record.is_normal else "failed"
+        request.reply(WatchEnded(app=message.app, state=state, record=record_info(record)))
 
     def _notify(self, request: Request, app: str, event: LifecycleEvent) -> None:
         if event.path and event.path[0] == app:

@@ -41,6 +41,8 @@ class DeployApplication:
     app: str
     description: str
     requested_by: str = ""
+    settle: float = 0.0
+    """Once everything started, watch this many seconds more: a failure in that time fails the deploy."""
 
 
 @wire_message("sd.deploy_accepted")

@@ -261,9 +261,6 @@ def test_a_component_that_fails_to_deploy_makes_up_exit_1_with_its_record(
     assert "mark_terminated" not in up.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: up says 'broken is up: 3 components started' and exits 0 although the "
-                   "Shell's command fails at once (exit 3): up stops following when the root has started, so a "
-                   "failure from the Shell's commands (run in a thread after start) is never shown")
 def test_a_shell_whose_command_fails_at_start_makes_up_exit_1_with_its_record(
         user: User, daemon: DaemonProcess, tmp_path: Path) -> None:
     broken = write(tmp_path, "broken.sf", BROKEN_COMMAND)
@@ -274,6 +271,16 @@ def test_a_shell_whose_command_fails_at_start_makes_up_exit_1_with_its_record(
     assert "is up" not in up.stdout
     assert ("broken failed: abnormal termination of broken:broken: command 1 of 1 failed: 'exit 3' exited with "
             "status 3") in up.stdout
+
+
+def test_an_application_that_ends_normally_right_after_start_makes_up_say_so_and_exit_0(
+        user: User, daemon: DaemonProcess, tmp_path: Path) -> None:
+    done = write(tmp_path, "done.sf", BROKEN_COMMAND.replace('"exit 3"', '"true"'))
+
+    up = user.run("up", str(done), "--host", daemon.host)
+
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "done started and has already ended normally: normal termination of done:broken" in up.stdout
 
 
 # ------------------------------------------------------------------------------ the newcomer's first command
