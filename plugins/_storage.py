@@ -41,7 +41,7 @@ import libvirt
 
 from sd_actors.actors import Component, DeploymentError, TerminationRecord
 from sd_actors.plugins._domain_xml import Owner
-from sd_actors.plugins._libvirt_events import open_connection
+from sd_actors.plugins._hypervisors import HypervisorError, hypervisor_connection
 from sd_actors.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -330,10 +330,9 @@ class LoopbackStorageBackend(Component):
                                "host, and the volumes' filesystems are made here; give a local URI such as "
                                "qemu:///system")
         try:
-            self._connection = open_connection(self._uri)
-        except libvirt.libvirtError as error:
-            raise StorageError(f"{self._where}: cannot connect to hypervisor {self._uri!r}: {error}; check that "
-                               "libvirtd runs on this host") from error
+            self._connection = hypervisor_connection(self.context, self._uri)
+        except HypervisorError as error:
+            raise StorageError(f"{self._where}: {error}") from error
         self._pool = self._open_pool()
         domain = context.attribute("domainName", None)
         if domain is not None:
@@ -350,10 +349,7 @@ class LoopbackStorageBackend(Component):
                     logger.error("%s: releasing the volumes of %r: %s", self._where, domain, error)
             self._remove_pool_if_ours()
         finally:
-            if self._connection is not None:
-                with contextlib.suppress(libvirt.libvirtError):
-                    self._connection.close()
-            self._connection = self._pool = None
+            self._connection = self._pool = None  # the System's connection: closed with the System
 
     # -- the public surface, called by VMs through their storageBackend link ----------------------------
     def volumes_for(self, domain: str, attributes: Mapping[str, object] | None = None,

@@ -21,7 +21,7 @@ from sd_actors.actors import (
     TerminationRecord,
 )
 from sd_actors.plugins._domain_xml import Disk, DomainSpec, Owner, default_domain_type, domain_xml, read_owner
-from sd_actors.plugins._libvirt_events import open_connection
+from sd_actors.plugins._hypervisors import HypervisorError, hypervisor_connection
 from sd_actors.plugins._storage import STORAGE_ATTRIBUTES
 from sd_actors.plugins.hookspecs import hookimpl
 
@@ -122,11 +122,9 @@ class VM(Component):
         self._read_liveness()
         self._check_boot_files()
         try:
-            self._connection = open_connection(self._uri)
-        except libvirt.libvirtError as error:
-            raise DomainError(f"{self._where}: cannot connect to hypervisor {self._uri!r}: {error}; give a libvirt "
-                              "URI this host serves (qemu:///system, xen:///system, test:///default) and check "
-                              "that its daemon runs") from error
+            self._connection = hypervisor_connection(self.context, self._uri)
+        except HypervisorError as error:
+            raise DomainError(f"{self._where}: {error}") from error
         spec = self._spec(self._connection)
         self._name = spec.name
         existing = self._lookup(spec.name)
@@ -169,10 +167,7 @@ class VM(Component):
             if domain is not None:
                 self._remove(domain)
         finally:
-            if connection is not None:
-                with contextlib.suppress(libvirt.libvirtError):
-                    connection.close()
-            self._connection = self._domain = None
+            self._connection = self._domain = None  # the System's connection: closed with the System
             if self._backend is not None:  # after the domain is gone: its disks are no longer written
                 (backend, name), self._backend = self._backend, None
                 try:

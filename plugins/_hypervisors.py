@@ -1,0 +1,109 @@
+"""Hypervisors: one libvirt connection per URI and System, and what a hypervisor has and uses.
+
+Every component of a System that talks to the same hypervisor (VMs, storage backends, the
+policies asking where there is room) goes through one connection. It is cheaper than a
+connection each, and with libvirt's test driver it is required: each connection to
+``test:///path/host.xml`` loads that file into a state of its own, so a VM defined through one
+connection would be invisible to a capacity query made through another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import libvirt
+
+from sd_actors.actors import DeploymentError
+from sd_actors.plugins._libvirt_events import open_connection
+
+_MIB = 1024 * 1024
+
+
+class HypervisorError(DeploymentError):
+    """A hypervisor could not be reached or asked."""
+
+
+class SharesObjects(Protocol):
+    """What owns the shared connections: a ``ComponentContext`` or a ``System``."""
+
+    def shared(self, key: object, factory: Callable[[], object]) -> object: ...
+
+
+def hypervisor_connection(owner: SharesObjects, uri: str) -> libvirt.virConnect:
+    """The one libvirt connection of ``owner``'s System to the hypervisor at ``uri``.
+
+    Opened on first use (libvirt's event loop is registered before, so domain events work) and
+    closed when the System closes: callers never close it. Components pass their
+    ``ComponentContext``; code embedding a System passes the ``System``.
+
+    :param owner: a ``ComponentContext`` or a ``System``.
+    :param uri: a libvirt URI: ``qemu:///system``, ``test:///default``, ``test:///path/host.xml``…
+    :raises HypervisorError: when libvirt cannot connect, saying to what and what to check.
+    """
+
+    def connect() -> libvirt.virConnect:
+        try:
+            return open_connection(uri)
+        except libvirt.libvirtError as error:
+            raise HypervisorError(f"cannot connect to hypervisor {uri!r}: {error}; give a libvirt URI this host "
+                                  "serves (qemu:///system, xen:///system, test:///default, test:///path/host.xml) "
+                                  "and check that its daemon runs") from error
+
+    connection = owner.shared(("libvirt", uri), connect)
+    if not isinstance(connection, libvirt.virConnect):  # another kind of object under libvirt's key
+        raise HypervisorError(f"the System's shared object for {uri!r} is {connection!r}, not a libvirt connection")
+    return connection
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HypervisorCapacity:
+    """What a hypervisor host has and what its running domains take, at one moment."""
+
+    memory_mib: int
+    """The host's memory."""
+    free_memory_mib: int
+    """Memory the host reports free (libvirt's node free memory; the test driver's never changes)."""
+    vcpus: int
+    """The host's CPUs (logical, as libvirt counts them)."""
+    running_vms: int
+    """Domains that are running (or paused: they still hold their memory)."""
+    vm_memory_mib: int
+    """Memory given to the running domains (their current memory, rounded down to MiB)."""
+    vm_vcpus: int
+    """Virtual CPUs of the running domains."""
+
+    @property
+    def unreserved_memory_mib(self) -> int:
+        """Memory no running domain was given: what a scheduler can still place (may go below 0 if overcommitted)."""
+        return self.memory_mib - self.vm_memory_mib
+
+
+def hypervisor_capacity(connection: libvirt.virConnect) -> HypervisorCapacity:
+    """Size and use of the host behind ``connection`` (from getInfo, getFreeMemory and its running domains).
+
+    Works on every driver sd-actors uses, the test driver's simulated hosts included.
+
+    :param connection: from :func:`hypervisor_connection`, so it sees the System's own domains.
+    :raises HypervisorError: when libvirt cannot answer.
+    """
+    try:
+        _model, memory_mib, cpus, *_rest = connection.getInfo()
+        free_bytes = connection.getFreeMemory()
+        memory_kib = vcpus = 0
+        running = 0
+        for domain in connection.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            try:
+                _state, _max_kib, current_kib, domain_vcpus, _cpu_time = domain.info()
+            except libvirt.libvirtError as error:
+                if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    continue  # gone since it was listed: it no longer takes anything
+                raise
+            running += 1
+            memory_kib += current_kib
+            vcpus += domain_vcpus
+    except libvirt.libvirtError as error:
+        raise HypervisorError(f"cannot read the capacity of a hypervisor: {error}") from error
+    return HypervisorCapacity(memory_mib=memory_mib, free_memory_mib=free_bytes // _MIB, vcpus=cpus,
+                              running_vms=running, vm_memory_mib=memory_kib // 1024, vm_vcpus=vcpus)

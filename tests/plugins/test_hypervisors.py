@@ -1,0 +1,104 @@
+"""Hypervisors: one libvirt connection per URI and System, simulated hosts, and their capacity.
+
+Hosts are libvirt test-driver files (tests/plugins/hosts_xml.py): each file is a hypervisor of its
+own, with the CPUs and memory it says, and each connection to it has its own state. So what a
+System's VMs did is seen only through the System's own connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import libvirt
+import pytest
+
+from sd_actors.actors import ComponentSpec, System, open_system
+from sd_actors.plugins import (
+    HypervisorCapacity,
+    HypervisorError,
+    hypervisor_capacity,
+    hypervisor_connection,
+)
+from sd_actors.plugins._libvirt_events import open_connection
+from tests.plugins.hosts_xml import write_test_host
+
+MEMORY_MIB: Final = 64
+
+
+@pytest.fixture
+def system() -> Iterator[System]:
+    with open_system(host="host1") as system:
+        yield system
+
+
+def vm(name: str, uri: str, **attributes: object) -> ComponentSpec:
+    return ComponentSpec("sd_actors.plugins.VM", {"domainName": name, "memory": MEMORY_MIB, "vcpus": 2,
+                                                  "hypervisor": uri, **attributes})
+
+
+def test_vms_and_a_capacity_query_of_one_system_see_the_same_simulated_host(system: System, tmp_path: Path) -> None:
+    uri = write_test_host(tmp_path, name="host1", cpus=8, memory_mib=4096)
+
+    system.deploy(vm("web1", uri), name="web1")
+    system.deploy(vm("web2", uri), name="web2")
+
+    connection = hypervisor_connection(system, uri)
+    assert sorted(domain.name() for domain in connection.listAllDomains()) == ["web1", "web2"]
+    assert hypervisor_capacity(connection) == HypervisorCapacity(
+        memory_mib=4096, free_memory_mib=0, vcpus=8, running_vms=2, vm_memory_mib=2 * MEMORY_MIB, vm_vcpus=4)
+    assert hypervisor_capacity(connection).unreserved_memory_mib == 4096 - 2 * MEMORY_MIB
+    separate = open_connection(uri)  # another connection: the file's state afresh, without the System's VMs
+    try:
+        assert separate.listAllDomains() == []
+    finally:
+        separate.close()
+
+
+def test_two_simulated_hosts_have_their_own_size_and_their_own_vms(system: System, tmp_path: Path) -> None:
+    small = write_test_host(tmp_path, name="small", cpus=2, memory_mib=1024)
+    large = write_test_host(tmp_path, name="large", cpus=32, memory_mib=65536)
+
+    system.deploy(vm("on-small", small), name="a")
+    system.deploy(vm("on-large-1", large), name="b")
+    system.deploy(vm("on-large-2", large, memory=512), name="c")
+
+    on_small = hypervisor_capacity(hypervisor_connection(system, small))
+    on_large = hypervisor_capacity(hypervisor_connection(system, large))
+    assert (on_small.memory_mib, on_small.vcpus, on_small.running_vms, on_small.vm_memory_mib) == (1024, 2, 1, 64)
+    assert (on_large.memory_mib, on_large.vcpus, on_large.running_vms, on_large.vm_memory_mib) == (65536, 32, 2,
+                                                                                                   64 + 512)
+    assert [d.name() for d in hypervisor_connection(system, small).listAllDomains()] == ["on-small"]
+
+
+def test_a_stopped_vm_no_longer_counts_and_the_connection_outlives_it(system: System, tmp_path: Path) -> None:
+    uri = write_test_host(tmp_path, name="host1", cpus=4, memory_mib=2048)
+    system.deploy(vm("web1", uri), name="web1")
+    connection = hypervisor_connection(system, uri)
+    assert hypervisor_capacity(connection).running_vms == 1
+
+    system.terminate("web1")
+
+    assert connection.isAlive() == 1
+    assert hypervisor_capacity(connection).running_vms == 0
+    assert connection.listAllDomains() == []
+
+
+def test_the_connection_is_one_per_uri_and_closes_with_the_system(tmp_path: Path) -> None:
+    uri = write_test_host(tmp_path, name="host1", cpus=4, memory_mib=2048)
+    with open_system() as system:
+        connection = hypervisor_connection(system, uri)
+        assert hypervisor_connection(system, uri) is connection
+        assert hypervisor_connection(system, "test:///default") is not connection
+
+    with pytest.raises(libvirt.libvirtError):
+        connection.isAlive()
+
+
+def test_an_unknown_hypervisor_says_which_uri_and_what_to_check(system: System) -> None:
+    with pytest.raises(HypervisorError) as excinfo:
+        hypervisor_connection(system, "nosuchdriver:///")
+
+    assert "cannot connect to hypervisor 'nosuchdriver:///'" in str(excinfo.value)
+    assert "check that its daemon runs" in str(excinfo.value)
