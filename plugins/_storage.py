@@ -298,7 +298,10 @@ class LoopbackStorageBackend(Component):
     (volumeSize, baseImage, keepVolumes, …) are defaults for the machines that use it.
 
     ``terminate`` releases every machine's volumes still held (:meth:`release_volumes`), then
-    removes the pool if this component defined it and no volume is left in it.
+    removes the pool if this component defined it and no volume is left in it. ``detach`` (the
+    daemon stops, the application does not) keeps the pool and every volume as they are: a
+    volume's mark says it is still held, so the next deployment of the same component re-attaches
+    to it (and later deletes it by keepVolumes as one it made) instead of refusing it.
     """
 
     def __init__(self, context: ComponentContext) -> None:
@@ -339,6 +342,13 @@ class LoopbackStorageBackend(Component):
             if not isinstance(domain, str):
                 raise StorageError(f"{self._where}: domainName is {domain!r}; give the machine's name as a string")
             self.volumes_for(domain)
+
+    def detach(self) -> bool:
+        logger.info("%s: detached: volumes of %s kept for the next daemon", self._where,
+                    ", ".join(sorted(self._held)) or "no machine")
+        self._held.clear()
+        self._connection = self._pool = None
+        return True
 
     def terminate(self, record: TerminationRecord) -> None:
         try:
@@ -422,6 +432,8 @@ class LoopbackStorageBackend(Component):
             keep = settings.keep == "all" or (settings.keep == "statuquo" and not volume.created)
             if keep or (failure is not None and volume is held.root):
                 logger.info("%s: volume %s kept (keepVolumes %s)", self._where, volume.path, settings.keep)
+                if volume.created:  # no longer held: a later deployment must ask for it (usingExistingVolumes)
+                    self._mark_volume(volume, settings.domain, held=False)
             elif volume.created or _owned_by(read_mark(volume.path, VOLUME_OWNER_ATTRIBUTE), self._owner):
                 self._delete(volume)
             else:
@@ -560,6 +572,11 @@ class LoopbackStorageBackend(Component):
             raise StorageError(f"{self._where}: cannot look up volume {name!r} in pool {self._pool_name!r}: "
                                f"{error}") from error
         path = volume.path()
+        mark = read_mark(path, VOLUME_OWNER_ATTRIBUTE)
+        if _owned_by(mark, self._owner) and mark and mark.get("domain") == settings.domain and mark.get("held"):
+            logger.info("%s: re-attached to volume %s, still held by a deployment that outlived its daemon",
+                        self._where, path)
+            return _Volume(name=name, path=path, created=True)
         if not settings.using_existing:
             raise VolumeExists(f"{self._where}: volume {name!r} of {settings.domain!r} already exists in pool "
                                f"{self._pool_name!r} ({path}); set usingExistingVolumes true to use it, or give "
@@ -582,13 +599,17 @@ class LoopbackStorageBackend(Component):
         volume = self._libvirt(lambda: pool.createXML(volume_xml(name, size), 0), f"create volume {name!r} in")
         created = _Volume(name=name, path=volume.path(), created=True)
         try:
-            _write_mark(created.path, VOLUME_OWNER_ATTRIBUTE, {
-                "app": self._owner.app, "component": self._owner.component, "host": self._owner.host,
-                "domain": domain})
+            self._mark_volume(created, domain, held=True)
         except StorageError as error:
             self._delete(created)
             raise StorageError(f"{self._where}: {error}") from error
         return created
+
+    def _mark_volume(self, volume: _Volume, domain: str, *, held: bool) -> None:
+        """Mark ``volume`` as made by this component for ``domain``; ``held``: a deployment uses it now."""
+        _write_mark(volume.path, VOLUME_OWNER_ATTRIBUTE, {
+            "app": self._owner.app, "component": self._owner.component, "host": self._owner.host, "domain": domain,
+            "held": held})
 
     def _delete(self, volume: _Volume) -> None:
         pool = self._pool_or_fail()

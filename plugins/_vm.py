@@ -54,6 +54,9 @@ _STATE_NAMES: Final = {
     libvirt.VIR_DOMAIN_CRASHED: "CRASHED", libvirt.VIR_DOMAIN_PMSUSPENDED: "PMSUSPENDED",
 }
 
+RESOURCE_PREFIX: Final = "libvirt:"
+"""What a VM tells the daemon's journal it holds: ``libvirt:<hypervisor URI>#<domain UUID>``."""
+
 _STOP_EVENTS: Final = frozenset({
     libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_CRASHED, libvirt.VIR_DOMAIN_EVENT_UNDEFINED,
 })
@@ -66,6 +69,19 @@ class DomainError(DeploymentError):
 
 class DomainNameTaken(DomainError):
     """A domain of the wanted name exists and sd-actors did not define it for this component."""
+
+
+def domain_resource(uri: str, uuid: str) -> str:
+    """The journal's name for domain ``uuid`` on hypervisor ``uri``: ``libvirt:qemu:///system#<uuid>``."""
+    return f"{RESOURCE_PREFIX}{uri}#{uuid}"
+
+
+def parse_domain_resource(resource: str) -> tuple[str, str] | None:
+    """``(uri, uuid)`` from :func:`domain_resource`'s text; None for another kind of resource."""
+    if not resource.startswith(RESOURCE_PREFIX) or "#" not in resource:
+        return None
+    uri, _hash, uuid = resource[len(RESOURCE_PREFIX):].rpartition("#")
+    return uri, uuid
 
 
 def state_names(state: int, reason: int) -> tuple[str, str]:
@@ -89,7 +105,11 @@ class VM(Component):
     the component normally (the user's intent, not something to repair); a domain that crashed,
     was destroyed or undefined behind sd-actors' back fails it, the record naming libvirt's state
     and reason. ``terminate`` destroys and undefines the domain, only if its metadata names this
-    component.
+    component. ``detach`` (the daemon stops, the application does not) stops watching and leaves
+    the domain running and defined, with its volumes, for the next daemon to re-attach to.
+
+    Once the domain is defined or re-attached, the VM tells the daemon's journal its
+    :func:`domain_resource` (``libvirt:<uri>#<uuid>``); after it is removed, that it holds nothing.
     """
 
     def __init__(self, context: ComponentContext) -> None:
@@ -140,6 +160,8 @@ class VM(Component):
         else:
             xml = domain_xml(spec)
             self._domain = self._libvirt(lambda: self._connection_or_fail().defineXML(xml), "define")
+        uuid = self._libvirt(self._domain.UUIDString, "read the UUID of")
+        self.context.set_resource(domain_resource(self._uri, uuid))  # journal first: before it is relied on
         if self._watching:
             self._watch_events()
 
@@ -155,17 +177,22 @@ class VM(Component):
         if self._watching:
             self._look()
 
+    def detach(self) -> bool:
+        self._stop_watching()
+        if self._domain is not None:
+            logger.info("%s: detached from domain %r: left running for the next daemon", self._where, self._name)
+        # The domain is left as it is, and so are its volumes: the storage backend detaches too.
+        self._connection = self._domain = None
+        self._backend = None
+        return True
+
     def terminate(self, record: TerminationRecord) -> None:
-        self._ending = True
-        if self._timer is not None:
-            self._timer.cancel()
-        connection, domain = self._connection, self._domain
+        self._stop_watching()
+        domain = self._domain
         try:
-            if connection is not None and self._callback_id is not None:
-                with contextlib.suppress(libvirt.libvirtError):
-                    connection.domainEventDeregisterAny(self._callback_id)
             if domain is not None:
                 self._remove(domain)
+                self.context.set_resource(None)
         finally:
             self._connection = self._domain = None  # the System's connection: closed with the System
             if self._backend is not None:  # after the domain is gone: its disks are no longer written
@@ -177,6 +204,15 @@ class VM(Component):
                                  name, error)
 
     # -- watching --------------------------------------------------------------------------------------
+    def _stop_watching(self) -> None:
+        self._ending = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._connection is not None and self._callback_id is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._connection.domainEventDeregisterAny(self._callback_id)
+        self._callback_id = None
+
     def _watch_events(self) -> None:
         connection, domain = self._connection_or_fail(), self._domain_or_fail()
         context = self.context

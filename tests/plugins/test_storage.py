@@ -343,7 +343,7 @@ def test_the_root_volume_holds_the_files_of_a_tar_base_image_and_the_swap_volume
         reading.seek(SWAP_SIGNATURE_OFFSET)
         assert reading.read(10) == b"SWAPSPACE2"
     assert read_mark(str(root), VOLUME_OWNER_ATTRIBUTE) == {"app": "disks", "component": "disks", "host": "host1",
-                                                            "domain": "guest1"}
+                                                            "domain": "guest1", "held": True}
     assert read_mark(str(folder), POOL_OWNER_ATTRIBUTE) is not None
 
 
@@ -549,3 +549,41 @@ def test_a_root_filesystem_that_cannot_be_saved_is_kept_whatever_keep_volumes_sa
     pool_name, folder = pool
     assert volume_names(connection, pool_name) == {"guest1.img"}
     assert debugfs_cat(folder / "guest1.img", "/etc/hostname") == "guest1\n"
+
+
+def test_a_detached_vm_and_backend_keep_domain_and_volumes_and_the_next_system_reattaches_to_both(
+        connection: libvirt.virConnect, pool: tuple[str, Path], base_image: Path) -> None:
+    pool_name, folder = pool
+    domain = f"sd-{uuid.uuid4().hex[:8]}"
+    description = f"""
+        #include "ch/cern/openlab/smartdomains/components.sf"
+        sfConfig extends Compound {{
+            disks extends LoopbackStorageBackend {{ poolName "{pool_name}"; poolPath "{folder}"; makeFs "mkfs.ext4"; }}
+            web extends VM {{
+                domainName "{domain}"; hypervisor "test:///default"; storageBackend LAZY ATTRIB disks;
+                volumeSize "16m"; swapSize "4m"; baseImage "{base_image}"; keepVolumes false;
+            }}
+        }}
+    """
+    manager = make_plugin_manager(load_entry_points=False)
+    test_driver = open_connection("test:///default")  # held open: the test driver forgets all with its last one
+    try:
+        with open_system(plugin_manager=manager, clock=FakeClock(), host="host1") as first:
+            first.deploy(parse_string(description), name="pool")
+            root_inode = (folder / f"{domain}.img").stat().st_ino
+            first.close(detach=True)
+
+        assert volume_names(connection, pool_name) == {f"{domain}.img", f"{domain}-swap.img"}
+        uuid_before = test_driver.lookupByName(domain).UUIDString()
+        assert test_driver.lookupByName(domain).isActive()
+
+        with open_system(plugin_manager=manager, clock=FakeClock(), host="host1") as second:
+            second.deploy(parse_string(description), name="pool")
+            assert test_driver.lookupByName(domain).UUIDString() == uuid_before
+            assert (folder / f"{domain}.img").stat().st_ino == root_inode  # the same volume, not made again
+            assert second.terminate("pool").is_normal
+
+        assert domain not in {d.name() for d in test_driver.listAllDomains()}
+    finally:
+        test_driver.close()
+    assert not pool_exists(connection, pool_name)  # keepVolumes false: what it made is gone, pool too

@@ -48,7 +48,7 @@ from sd_actors.plugins._domain_xml import (
     read_owner,
 )
 from sd_actors.plugins._libvirt_events import EVENT_THREAD_NAME, ensure_event_loop, open_connection
-from sd_actors.plugins._vm import VM, DomainError, state_names
+from sd_actors.plugins._vm import VM, DomainError, domain_resource, parse_domain_resource, state_names
 
 WAIT: Final = 5.0
 """Seconds to wait for something that happens at once unless the code is broken."""
@@ -417,6 +417,39 @@ def test_a_domain_of_the_same_name_not_ours_fails_the_deploy_and_is_left_untouch
     assert connection.lookupByName(name).state()[0] == libvirt.VIR_DOMAIN_RUNNING
     theirs.destroy()
     theirs.undefine()
+
+
+def test_a_detached_vm_leaves_its_domain_running_and_the_next_system_reattaches_to_it(
+        clock: FakeClock, connection: libvirt.virConnect, name: str) -> None:
+    manager = make_plugin_manager(load_entry_points=False)
+    resources: list[str | None] = []
+    with open_system(plugin_manager=manager, clock=clock, host="host1") as first:
+        first.runtime.resource_recorder = lambda _ref, resource: resources.append(resource)
+        first.deploy(vm(name), name="app")
+        uuid_before = connection.lookupByName(name).UUIDString()
+        first.close(detach=True)
+
+    domain = connection.lookupByName(name)
+    assert domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    assert resources == [f"libvirt:{TEST_HYPERVISOR}#{uuid_before}"]
+
+    with open_system(plugin_manager=manager, clock=clock, host="host1") as second:
+        second.runtime.resource_recorder = lambda _ref, resource: resources.append(resource)
+        second.deploy(vm(name, memory=128), name="app")
+
+        again = connection.lookupByName(name)
+        assert again.UUIDString() == uuid_before
+        assert parsed(again.XMLDesc()).findtext("memory") == str(64 * 1024)  # re-attached, not redefined
+        assert second.terminate("app").is_normal
+    assert not exists(connection, name)
+    assert resources == [f"libvirt:{TEST_HYPERVISOR}#{uuid_before}"] * 2 + [None]
+
+
+def test_a_domain_resource_names_the_hypervisor_and_the_uuid() -> None:
+    resource = domain_resource("test:///tmp/a#b.xml", "6695eb01-f6a4-8304-79aa-97f2502e193f")
+
+    assert parse_domain_resource(resource) == ("test:///tmp/a#b.xml", "6695eb01-f6a4-8304-79aa-97f2502e193f")
+    assert parse_domain_resource("process-group:123") is None
 
 
 @pytest.mark.parametrize("running", [True, False], ids=["running", "shut off"])
