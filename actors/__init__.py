@@ -22,13 +22,14 @@ from sd_actors.actors._journal import (
     RecoveryPlan,
     open_journal,
 )
-from sd_actors.actors._records import ABNORMAL, EXTERNAL_REFERENCE_DEAD, NORMAL, TerminationRecord
+from sd_actors.actors._records import ABNORMAL, DETACHED, EXTERNAL_REFERENCE_DEAD, NORMAL, TerminationRecord
 from sd_actors.actors._runtime import ComponentRef
 from sd_actors.actors._supervisor import Supervisor, SupervisorStatistics
 from sd_actors.actors._system import ComponentSpec, System, SystemStatistics, open_system
 
 __all__ = [
     "ABNORMAL",
+    "DETACHED",
     "EXTERNAL_REFERENCE_DEAD",
     "NORMAL",
     "ApplicationStatus",

@@ -8,6 +8,8 @@ from typing import Final
 NORMAL: Final = "normal"
 ABNORMAL: Final = "abnormal"
 EXTERNAL_REFERENCE_DEAD: Final = "externalReferenceDead"
+DETACHED: Final = "detached"
+"""The daemon stopped, the application did not: what can outlive the daemon (Component.detach) is left running."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from sd_actors.actors._messages import (
     TerminateComponent,
 )
 from sd_actors.actors._pool import PooledActor, WorkerPool
-from sd_actors.actors._records import TerminationRecord
+from sd_actors.actors._records import DETACHED, TerminationRecord
 from sd_actors.descriptions import ComponentDescription, Reference, RefPart
 
 if TYPE_CHECKING:
@@ -237,9 +237,11 @@ class ComponentActor(PooledActor):
             self.runtime.terminate_children(ref, list(reversed(ref.children)), record, sequential=sequential)
         if ref.component is not None:
             try:
-                ref.component.terminate(record)
+                if not (record.kind == DETACHED and ref.component.detach()):
+                    ref.component.terminate(record)
             except Exception:  # cleanup must go on; the record says why we got here
-                logger.exception("%s: terminate() raised", ref.name_text)
+                logger.exception("%s: %s raised", ref.name_text,
+                                 "detach()" if record.kind == DETACHED else "terminate()")
         self.runtime.finish(ref, record, notify_parent=notify_parent)
         self.stop()
 
@@ -780,13 +782,18 @@ class Runtime:
                 self._shared[key] = factory()
             return self._shared[key]
 
-    def close(self, timeout: float) -> list[str]:
-        """Stop liveness and every actor; return the names of threads that did not finish in time."""
+    def close(self, timeout: float, *, detach: bool = False) -> list[str]:
+        """Stop liveness and every actor; return the names of threads that did not finish in time.
+
+        With ``detach``, applications end with a DETACHED record: each component's ``detach()``
+        may leave what it holds outside this process running for a successor to re-attach to."""
         self.liveness.close()
         for app in list(self.apps.values()):
             if app.alive:
-                self.terminate_component(app, TerminationRecord.normal("System closed", app.path),
-                                         notify_parent=False)
+                record = (TerminationRecord(DETACHED, "the daemon stopped; what can outlive it is left running for "
+                                            "the next daemon to re-attach to", app.path) if detach
+                          else TerminationRecord.normal("System closed", app.path))
+                self.terminate_component(app, record, notify_parent=False)
         if self.process_ref.actor_ref is not None:
             with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
                 self.process_ref.actor_ref.stop(block=True, timeout=timeout)

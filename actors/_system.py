@@ -172,14 +172,19 @@ class System:
         with the System: what components get from ``ComponentContext.shared``."""
         return self._runtime.shared(key, factory)
 
-    def close(self) -> None:
-        """Terminate every application (normally), stop every actor and the clock."""
+    def close(self, *, detach: bool = False) -> None:
+        """Terminate every application (normally), stop every actor and the clock.
+
+        :param detach: end the applications with a ``detached`` record instead: components that
+            hold something outside this process (a running domain) leave it running
+            (:meth:`Component.detach`), for a successor to re-attach to. A daemon stopping does this.
+        """
         with self._deploy_lock:
             if self._closed:
                 return
             self._closed = True
         self._executor.shutdown(wait=True)
-        self._runtime.close(timeout=self._runtime.terminate_timeout)
+        self._runtime.close(timeout=self._runtime.terminate_timeout, detach=detach)
         for actor in list(self._runtime.actors):
             if not actor.ref.abandoned:
                 actor.actor_stopped.wait(self._runtime.terminate_timeout)

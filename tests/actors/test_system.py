@@ -27,7 +27,8 @@ from sd_actors.actors import (
     TerminationRecord,
     open_system,
 )
-from sd_actors.plugins import make_plugin_manager
+from sd_actors.descriptions import parse_string
+from sd_actors.plugins import hookimpl, make_plugin_manager
 
 pytestmark = pytest.mark.usefixtures("no_leftover_threads")
 
@@ -261,3 +262,36 @@ def test_a_shared_object_is_made_once_per_system_and_closed_with_it() -> None:
         assert theirs is not first
         assert [c.closed for c in made] == [False, True]
     assert made[0].closed
+
+
+def test_closing_with_detach_lets_components_that_can_outlive_the_process_detach_instead_of_terminating() -> None:
+    calls: list[str] = []
+
+    class Domain(Prim):
+        def detach(self) -> bool:
+            calls.append(f"detach {self.context.name}")
+            return True
+
+        def terminate(self, record: TerminationRecord) -> None:
+            calls.append(f"terminate {self.context.name}")
+
+    class Helper(Prim):
+        def terminate(self, record: TerminationRecord) -> None:
+            calls.append(f"terminate {self.context.name} ({record.kind})")
+
+    class Types:
+        @hookimpl
+        def sd_actors_component_types(self) -> dict[str, type[Prim]]:
+            return {"t.Domain": Domain, "t.Helper": Helper}
+
+    manager = make_plugin_manager(load_entry_points=False, plugins=[Types()])
+    with open_system(plugin_manager=manager) as system:
+        system.deploy(parse_string("""#include "org/smartfrog/components.sf"
+        sfConfig extends Compound {
+            sfSyncTerminate true;
+            helper extends Prim { sfClass "t.Helper"; }
+            vm extends Prim { sfClass "t.Domain"; }
+        }"""), name="pool")
+        system.close(detach=True)
+
+    assert calls == ["detach vm", "terminate helper (detached)"]
