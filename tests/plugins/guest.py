@@ -12,7 +12,8 @@ and ``hostname=HOST`` from ``/proc/cmdline`` (Debian's kernel has no ``ip=`` aut
 so the init applies them), mounts ``/dev/vda`` read-write on ``/newroot``, writes
 ``/root/booted`` there (``hostname=…``, ``ip=…`` as read back from eth0, ``date=…``), prints
 :data:`PROOF_PREFIX` followed by the same words on the serial console, syncs, unmounts and powers
-off. A guest that fails prints ``sd-actors-guest: FAILED …`` and powers off too, so a test never
+off — or, with ``sd.stay`` on its command line (the VM's ``extra``), keeps running until it is
+destroyed, like a service would. A guest that fails prints ``sd-actors-guest: FAILED …`` and powers off too, so a test never
 waits on a guest that hangs.
 
 The files are rebuilt only when their inputs (kernel, busybox, the init script) change: the cache
@@ -65,11 +66,12 @@ for module in @MODULES@; do
     modprobe "$module" || fail "modprobe $module"
 done
 
-ip_conf= host=
+ip_conf= host= stay=
 for word in $(cat /proc/cmdline); do
     case "$word" in
         ip=*) ip_conf="${word#ip=}" ;;
         hostname=*) host="${word#hostname=}" ;;
+        sd.stay) stay=1 ;;
     esac
 done
 # ip=IP::GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF, the kernel's own syntax
@@ -103,6 +105,10 @@ echo "$proof" > /newroot@PROOF_FILE@ || fail "write @PROOF_FILE@"
 sync
 umount /newroot || fail "umount /newroot"
 echo "@PROOF_PREFIX@ $proof"
+# "sd.stay" on the command line (the VM's extra): keep running, as a service would, until destroyed.
+if [ -n "$stay" ]; then
+    while :; do sleep 3600; done
+fi
 poweroff -f
 """
 
