@@ -232,6 +232,17 @@ class Component:
         default) to be terminated as usual. Called in the component's actor thread."""
         return False
 
+    updatable: ClassVar[frozenset[str]] = frozenset()
+    """The attributes this component type can take new values of while it runs. ``sd-actors up`` of
+    a running application whose description changes only these attributes calls :meth:`update`;
+    any other change is refused (``down``, then ``up``)."""
+
+    def update(self, changed: frozenset[str]) -> None:
+        """``sd-actors up`` gave new values to the attributes named in ``changed`` (some of
+        ``updatable``); they are in ``context.description`` already. Apply them, or raise after
+        undoing what was done: the old values are then put back and ``up`` fails with the error.
+        Called in the component's actor thread."""
+
     def child_terminated(self, child: ComponentRef, record: TerminationRecord) -> Reaction:
         """A child terminated or failed: what to do. The default is SmartFrog's shared fate."""
         return Reaction.TERMINATE
