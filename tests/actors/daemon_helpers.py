@@ -170,13 +170,13 @@ def _close(process: subprocess.Popen[str]) -> None:
 
 
 @contextlib.contextmanager
-def running_daemon(user: User, state_dir: Path, port: int) -> Iterator[DaemonProcess]:
+def running_daemon(user: User, state_dir: Path, port: int, *options: str) -> Iterator[DaemonProcess]:
     """A secured daemon ``user`` may talk to: its keys, the user's, authorized and trusted.
 
     On exit it is stopped with SIGTERM and must exit 0 (whichever process runs by then: a test
     may kill and restart it).
     """
-    daemon = DaemonProcess(user, state_dir, port)
+    daemon = DaemonProcess(user, state_dir, port, *options)
     daemon_key = user.public_key(state_dir)
     user_key = user.public_key()
     # "--": a Z85 key may begin with "-" (see the test of that in test_daemon_cli.py).
