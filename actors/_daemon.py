@@ -532,8 +532,12 @@ class Daemon:
         return f"sd-actors daemon ready on {self.endpoint} (state in {self.settings.state_dir})"
 
     def close(self) -> None:
+        """Stop serving. The journal stops listening first, so it still says the applications run:
+        their components are detached, not terminated (VMs keep running), and the next daemon on
+        this state folder re-deploys them, re-attaching to what still exists."""
         self.stopped.set()
         self._unsubscribe()
+        self.system.close(detach=True)
         self._unsubscribe_forwarding()
         self._sender.shutdown(wait=False, cancel_futures=True)
         self.peers.close()
