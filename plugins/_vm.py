@@ -22,7 +22,7 @@ from sd_actors.actors import (
 )
 from sd_actors.plugins._domain_xml import Disk, DomainSpec, Owner, default_domain_type, domain_xml, read_owner
 from sd_actors.plugins._hypervisors import HypervisorError, hypervisor_connection
-from sd_actors.plugins._storage import STORAGE_ATTRIBUTES
+from sd_actors.plugins._storage import DEFAULTS, STORAGE_ATTRIBUTES
 from sd_actors.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -347,7 +347,7 @@ class VM(Component):
             raise DomainError(f"{self._where}: storageBackend is {backend!r}; give a LAZY link to a storage backend")
         storage = {key: context.attribute(key, None) for key in STORAGE_ATTRIBUTES}
         self._backend = (backend, name)
-        return backend.invoke("volumes_for", name, {k: v for k, v in storage.items() if v is not None},
+        return backend.invoke("volumes_for", name, {k: v for k, v in storage.items() if _given(k, v)},
                               "xvd" if domain_type == "xen" else "vd")
 
     def _check_boot_files(self) -> None:
@@ -388,6 +388,18 @@ class VM(Component):
         if self._domain is None:
             raise DomainError(f"{self._where}: domain {self._name!r} is not defined")
         return self._domain
+
+
+def _given(attribute: str, value: object) -> bool:
+    """A storage attribute the machine says itself: set, and not the library's 2007 default.
+
+    The library's VM carries the 2007 defaults, so a resolved VM cannot tell "volumeSize left at
+    1g" from "volumeSize 1g written": a value equal to the default counts as not given, which lets
+    the storage backend's own value apply before the default (the documented precedence: the VM's
+    value, then its backend's, then the default).
+    """
+    default = DEFAULTS.get(attribute)
+    return value is not None and not (type(value) is type(default) and value == default)
 
 
 def _whole(attribute: str, value: object) -> int:

@@ -13,8 +13,8 @@ so the init applies them), mounts ``/dev/vda`` read-write on ``/newroot``, write
 ``/root/booted`` there (``hostname=…``, ``ip=…`` as read back from eth0, ``date=…``), prints
 :data:`PROOF_PREFIX` followed by the same words on the serial console, syncs, unmounts and powers
 off — or, with ``sd.stay`` on its command line (the VM's ``extra``), keeps running until it is
-destroyed, like a service would. A guest that fails prints ``sd-actors-guest: FAILED …`` and powers off too, so a test never
-waits on a guest that hangs.
+destroyed, like a service would. A guest that fails prints ``sd-actors-guest: FAILED …`` and
+powers off too, so a test never waits on a guest that hangs.
 
 The files are rebuilt only when their inputs (kernel, busybox, the init script) change: the cache
 folder's ``stamp`` records them. Everything is world-readable and the folder world-traversable,

@@ -33,6 +33,7 @@ from sd_actors.descriptions import parse_string
 from sd_actors.plugins import make_plugin_manager
 from sd_actors.plugins._libvirt_events import open_connection
 from sd_actors.plugins._storage import (
+    DEFAULTS,
     POOL_OWNER_ATTRIBUTE,
     VOLUME_OWNER_ATTRIBUTE,
     StorageError,
@@ -587,3 +588,37 @@ def test_a_detached_vm_and_backend_keep_domain_and_volumes_and_the_next_system_r
     finally:
         test_driver.close()
     assert not pool_exists(connection, pool_name)  # keepVolumes false: what it made is gone, pool too
+
+
+def test_the_library_vm_carries_the_2007_storage_defaults_the_backend_applies() -> None:
+    config = parse_string('#include "ch/cern/openlab/smartdomains/components.sf"\n'
+                          'sfConfig extends Compound { vm extends VM { domainName "vm1"; } }')
+
+    assert {name: config["vm"][name] for name in DEFAULTS} == dict(DEFAULTS)
+
+
+def test_a_vm_storage_attribute_wins_over_its_backends_which_wins_over_the_default(
+        system: System, connection: libvirt.virConnect, pool: tuple[str, Path]) -> None:
+    pool_name, folder = pool
+    plain, sized = f"sd-{uuid.uuid4().hex[:8]}", f"sd-{uuid.uuid4().hex[:8]}"
+    description = parse_string(f"""
+        #include "ch/cern/openlab/smartdomains/components.sf"
+        sfConfig extends Compound {{
+            disks extends LoopbackStorageBackend {{
+                poolName "{pool_name}"; poolPath "{folder}"; makeFs "mkfs.ext4";
+                volumeSize "8m"; swapSize "0"; keepVolumes true;
+            }}
+            plain extends VM {{ domainName "{plain}"; hypervisor "test:///default"; storageBackend LAZY ATTRIB disks; }}
+            sized extends VM {{
+                domainName "{sized}"; hypervisor "test:///default"; storageBackend LAZY ATTRIB disks;
+                volumeSize "12m"; swapSize "4m"; keepVolumes false;
+            }}
+        }}
+    """)
+
+    system.deploy(description, name="pool")
+    sizes = {path.name: path.stat().st_size for path in folder.iterdir()}
+    system.terminate("pool")
+
+    assert sizes == {f"{plain}.img": 8 * 1024**2, f"{sized}.img": 12 * 1024**2, f"{sized}-swap.img": 4 * 1024**2}
+    assert volume_names(connection, pool_name) == {f"{plain}.img"}  # the backend's keepVolumes true; the VM's false

@@ -35,7 +35,7 @@ from sd_actors.actors import (
     TerminationRecord,
     open_system,
 )
-from sd_actors.descriptions import parse_string
+from sd_actors.descriptions import DescriptionError, parse_string
 from sd_actors.plugins import hookimpl, make_plugin_manager
 from sd_actors.plugins._domain_xml import (
     METADATA_NAMESPACE,
@@ -646,3 +646,51 @@ def test_xen_domain_is_the_vm_under_its_2007_name(system: System) -> None:
         "domainName": f"xen-{uuid.uuid4().hex[:8]}", "hypervisor": TEST_HYPERVISOR}), name="app")
 
     assert type(ref.component) is VM
+
+
+def test_a_library_vm_takes_disks_and_a_network_written_in_the_description(
+        system: System, connection: libvirt.virConnect, name: str) -> None:
+    description = parse_string(f"""
+        #include "ch/cern/openlab/smartdomains/components.sf"
+        sfConfig extends Compound {{
+            web extends VM {{
+                domainName "{name}"; hypervisor "test:///default"; network "default";
+                disks [| [|"/images/{name}.img", "vda", "root"|], [|"/images/{name}-swap.img", "vdb", "swap"|] |];
+            }}
+        }}
+    """)
+
+    system.deploy(description, name="pool")
+
+    domain = parsed(connection.lookupByName(name).XMLDesc())
+    assert [source.get("file") for source in domain.iterfind("devices/disk/source")] == [
+        f"/images/{name}.img", f"/images/{name}-swap.img"]
+    interface = domain.find("devices/interface/source")
+    assert interface is not None
+    assert interface.get("network") == "default"
+    system.terminate("pool")
+
+
+@pytest.mark.parametrize(("component", "body", "attribute"), [
+    ("VM", 'disks "/images/a.img";', "disks"),
+    ("VM", "network 1;", "network"),
+    ("LoopbackStorageBackend", "hypervisor true;", "hypervisor"),
+], ids=["disks not a vector", "network not a string", "backend hypervisor not a string"])
+def test_the_schemas_refuse_disks_network_and_a_backends_hypervisor_of_the_wrong_kind(
+        component: str, body: str, attribute: str) -> None:
+    with pytest.raises(DescriptionError) as excinfo:
+        parse_string('#include "ch/cern/openlab/smartdomains/components.sf"\n'
+                     f'sfConfig extends Compound {{ c extends {component} {{ domainName "vm1"; {body} }} }}')
+
+    assert attribute in str(excinfo.value)
+
+
+def test_the_schemas_accept_a_backends_hypervisor_and_a_2007_temp_mount_point() -> None:
+    config = parse_string('#include "ch/cern/openlab/smartdomains/components.sf"\n'
+                          'sfConfig extends Compound {\n'
+                          '  disks extends LoopbackStorageBackend { hypervisor "qemu:///system"; }\n'
+                          '  vm extends VM { domainName "vm1"; tempMountPoint "/tmp/mnt"; }\n'
+                          '}')
+
+    assert config["disks"]["hypervisor"] == "qemu:///system"
+    assert config["vm"]["tempMountPoint"] == "/tmp/mnt"
