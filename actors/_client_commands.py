@@ -268,7 +268,8 @@ def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, 
                        *, settle: float = 0.0) -> int:
     """Send the deployment and show its progress, component by component, until it is up or failed."""
     started = time.monotonic()
-    count = 0
+    count = ended = 0
+    update = ""
     request = DeployApplication(app=name, description=to_sf(config), requested_by=os.environ.get("USER", ""),
                                 settle=settle)
     try:
@@ -280,13 +281,20 @@ def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, 
                     print(f"{name} is already running on {answer.host}: nothing created (sd-actors status {name})",
                           file=out)
                     return 0
-                print(f"deploying {name} on {answer.host} ({client.endpoint})", file=out, flush=True)
+                update = answer.update
+                doing = f"updating {name} ({update})" if update else f"deploying {name}"
+                print(f"{doing} on {answer.host} ({client.endpoint})", file=out, flush=True)
             elif isinstance(answer, LifecycleNotice):
                 count += answer.new == "started"
+                ended += answer.new == "terminated"
                 extra = f"  {_record_text(answer.record)}" if answer.record and answer.new == "failed" else ""
                 print(f"  {elapsed:6.2f}s  {':'.join(answer.path):40s} {answer.new:11s} {answer.host}{extra}",
                       file=out, flush=True)
             elif isinstance(answer, WatchEnded):
+                if answer.state == "started" and update:
+                    print(f"{name} is updated: {count} components started, {ended} terminated in {elapsed:.2f} s",
+                          file=out)
+                    return 0
                 if answer.state == "started":
                     print(f"{name} is up: {count} components started in {elapsed:.2f} s", file=out)
                     return 0

@@ -39,6 +39,7 @@ from sd_actors.actors._remote import (
 )
 from sd_actors.actors._runtime import ComponentRef
 from sd_actors.actors._system import System, open_system
+from sd_actors.actors._update import apply_update, plan_update, running_components
 from sd_actors.descriptions import ComponentDescription, DescriptionError, parse_string, to_sf
 from sd_actors.net import Heartbeat, KeyPair, MessageRegistry, insecure_warning, load_keypair
 from sd_actors.net._node import Node, Request
@@ -340,6 +341,8 @@ class Daemon:
             self.journal.begin_deploy(message.app, message.description, requested_by=message.requested_by or
                                       request.client_key, host=self.settings.host)
         except DuplicateApplication as duplicate:
+            if duplicate.status is ApplicationStatus.RUNNING and self._update(request, message, config):
+                return
             if duplicate.status in (ApplicationStatus.RUNNING, ApplicationStatus.DEPLOYING):
                 request.reply(DeployAccepted(app=message.app, host=self.settings.host, already_running=True))
                 return
@@ -373,6 +376,33 @@ class Daemon:
             request.reply(LifecycleNotice(path=event.path, old=event.old.value if event.old else "",
                                           new=event.new.value, time=event.time, host=event.host,
                                           component_class=event.component_class, record=record_info(event.record)))
+
+    def _update(self, request: Request, message: DeployApplication, config: ComponentDescription) -> bool:
+        """``up`` of a running app: its components take the changes (or it is refused, changing nothing).
+        False when the description is the same: nothing to do."""
+        app, old_text = message.app, self.journal.application(message.app).description_text
+        if old_text == message.description:
+            return False
+        changes = plan_update(app, parse_string(old_text, filename=f"<{app}>", use_library=False), config,
+                              self.system.runtime.component_types)
+        if not changes:
+            return False
+        targets = running_components(self.system, app, changes)
+        self.journal.replace_description(app, message.description)
+        request.reply(DeployAccepted(app=app, host=self.settings.host,
+                                     update="; ".join(change.text for change in changes)))
+        unsubscribe = self.system.subscribe(lambda event: self._notify(request, app, event))
+        try:
+            apply_update(targets)
+        except ComponentFailed as failure:
+            self.journal.replace_description(app, old_text)
+            request.reply(RequestFailed(error=f"{app} runs as before: the update failed: {failure.record}",
+                                        record=record_info(failure.record)))
+            return True
+        finally:
+            unsubscribe()
+        request.reply(WatchEnded(app=app, state="started"))
+        return True
 
     def _run_deploy(self, app: str, config: ComponentDescription) -> TerminationRecord | None:
         """Deploy and journal the outcome; the failing component's record, or None when it is up."""

@@ -367,6 +367,19 @@ class Journal:
             self._require_status(db, app, "mark_running", (ApplicationStatus.DEPLOYING,))
             self._set_status(db, app, ApplicationStatus.RUNNING, record_id=None)
 
+    def replace_description(self, app: str, description_text: str) -> None:
+        """Record that running ``app`` is about to take a changed description (``up`` again).
+
+        Called before its components are given the changes, and again with the old text when
+        they could not take them: a daemon restarted afterwards re-deploys from this text.
+
+        :raises WrongStatus: ``app`` is not running.
+        """
+        with self._transaction() as db:
+            self._require_status(db, app, "replace_description", (ApplicationStatus.RUNNING,))
+            db.execute("UPDATE applications SET description_text = ?, updated = ? WHERE name = ?",
+                       (description_text, self._clock(), app))
+
     def begin_terminate(self, app: str, record: TerminationRecord) -> None:
         """Record that ``app`` is about to be terminated with ``record`` (status ``terminating``).
 

@@ -53,6 +53,8 @@ class DeployAccepted:
     app: str
     host: str
     already_running: bool = False
+    update: str = ""
+    """The application runs and takes a changed description: what changes, e.g. ``"web:cluster: size"``."""
 
 
 @wire_message("sd.terminate")
