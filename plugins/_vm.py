@@ -313,10 +313,9 @@ class VM(Component):
             raise DomainError(f"{self._where}: domainName is {name!r}; give the machine's name as a string")
         domain_type = context.attribute("domainType", None)
         if domain_type is None:
-            capabilities = self._libvirt(connection.getCapabilities, "read the capabilities for")
-            domain_type = default_domain_type(capabilities)
-            if domain_type is None:
-                raise DomainError(f"{self._where}: hypervisor {self._uri!r} offers no domain type; set domainType")
+            # Once per System and hypervisor: a real host's capabilities are tens of kB of XML.
+            domain_type = context.shared(("libvirt-default-domain-type", self._uri),
+                                         lambda: self._default_domain_type(connection))
         texts: dict[str, str | None] = {}
         for attribute in ("kernel", "ramdisk", "extra", "ip", "gateway", "netmask", "hostname", "network"):
             value = context.attribute(attribute, None)
@@ -335,6 +334,13 @@ class VM(Component):
                 network=texts["network"])
         except ValueError as error:
             raise DomainError(f"{self._where}: {error}") from error
+
+    def _default_domain_type(self, connection: libvirt.virConnect) -> str:
+        capabilities = self._libvirt(connection.getCapabilities, "read the capabilities for")
+        domain_type = default_domain_type(capabilities)
+        if domain_type is None:
+            raise DomainError(f"{self._where}: hypervisor {self._uri!r} offers no domain type; set domainType")
+        return domain_type
 
     def _disk_list(self, name: str, domain_type: str) -> object:
         """``disks`` if given; else the volumes the ``storageBackend`` makes for this machine; else none."""
