@@ -561,12 +561,29 @@ class Daemon:
         temporary.replace(path)
         return f"sd-actors daemon ready on {self.endpoint} (state in {self.settings.state_dir})"
 
+    def _end_hosted_subtrees(self) -> None:
+        """Subtrees run here for parents on other daemons are not this daemon's to keep: their
+        parents decide what happens next (shared fate, or a restart elsewhere), so they end now —
+        never left running where no one would stop them — and their parents are told why."""
+        with self._parents_lock:
+            hosted = [(endpoint, parent) for (endpoint, _), parent in self._remote_parents.items()]
+        for endpoint, parent in hosted:
+            for child in list(parent.children):
+                record = TerminationRecord.abnormal(f"the daemon on {self.settings.host} stopped", child.path)
+                self.system.runtime.terminate_component(child, record, notify_parent=False)
+                try:
+                    self.peers.link(endpoint).request(SubtreeTerminated(path=child.path, record=to_info(record)),
+                                                      timeout=2.0)
+                except (TimeoutError, OSError, ComponentFailed) as error:  # it learns from the heartbeats then
+                    logger.warning("could not tell %s that %s ended: %s", endpoint, child.name_text, error)
+
     def close(self) -> None:
         """Stop serving. The journal stops listening first, so it still says the applications run:
         their components are detached, not terminated (VMs keep running), and the next daemon on
         this state folder re-deploys them, re-attaching to what still exists."""
         self.stopped.set()
         self._unsubscribe()
+        self._end_hosted_subtrees()
         self.system.close(detach=True)
         self._unsubscribe_forwarding()
         self._sender.shutdown(wait=False, cancel_futures=True)

@@ -275,3 +275,34 @@ sfConfig extends Compound {{ second extends Compound {{ sfProcessHost "{pool.hos
     result = msgpack.unpackb(reply.value)
     assert result["exit_status"] == 0
     assert result["stdout"] == "from h2\n"
+
+
+def test_stopping_a_hosts_daemon_ends_the_subtree_it_ran_for_another_host_and_fails_that_parent(
+        pool: Pool, tmp_path: Path) -> None:
+    marker = f"sd-hosted-{time.monotonic_ns()}"
+    description = tmp_path / "hosted.sf"
+    description.write_text(f"""
+#include "org/smartfrog/components.sf"
+#include "org/smartfrog/services/shellscript/components.sf"
+sfConfig extends Compound {{
+    sfLivenessDelay {DELAY};
+    sfLivenessFactor {FACTOR};
+    third extends Compound {{ sfProcessHost "{pool.hosts['h3'].address}";
+        job extends BashShell {{ commands ["exec -a {marker} sleep 300"]; }} }}
+}}
+""")
+    assert pool.cli("up", str(description), "--name", "hosted", "--host", pool.endpoint("h1")).returncode == 0
+    assert _process_running(marker)
+
+    pool.daemons["h3"].send_signal(signal.SIGTERM)
+
+    assert pool.daemons["h3"].wait(WAIT) == 0
+    assert not _process_running(marker)  # nobody would ever stop it again
+    app = _wait_for_app(pool, "h1", "hosted", "failed")
+    record = app["record"]
+    assert isinstance(record, dict)
+    assert pool.hosts["h3"].address in record["description"]
+
+
+def _process_running(marker: str) -> bool:
+    return subprocess.run(["pgrep", "-f", marker], capture_output=True, check=False).returncode == 0
