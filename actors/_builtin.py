@@ -43,6 +43,7 @@ _BUILTIN_MODULES: Final = (
     "sd_actors.plugins._vm",
     "sd_actors.actors.workflow._plugin",
     "sd_actors.policies._cluster",
+    "sd_actors.policies._plugins_command",
 )
 
 
