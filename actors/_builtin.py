@@ -44,6 +44,8 @@ _BUILTIN_MODULES: Final = (
     "sd_actors.actors.workflow._plugin",
     "sd_actors.policies._cluster",
     "sd_actors.policies._plugins_command",
+    "sd_actors.policies._scheduler",
+    "sd_actors.policies._balancer",
 )
 
 

@@ -46,6 +46,7 @@ from sd_actors.net._node import Node, Request
 from sd_actors.net._protocol import (
     CLIENT_REQUESTS,
     DAEMON_REQUESTS,
+    PLACEMENT_MESSAGES,
     REPLIES,
     ApplicationInfo,
     ApplicationTerminated,
@@ -54,6 +55,7 @@ from sd_actors.net._protocol import (
     DeployAccepted,
     DeployApplication,
     Done,
+    GetCapacity,
     GetHosts,
     GetStatus,
     HostsReply,
@@ -61,7 +63,9 @@ from sd_actors.net._protocol import (
     InvokeComponent,
     InvokeResult,
     LifecycleNotice,
+    ReleaseCapacity,
     RequestFailed,
+    ReserveCapacity,
     ShutdownDaemon,
     StatusReply,
     StepSubtree,
@@ -91,7 +95,7 @@ KNOWN_DAEMONS_FILE = "known_daemons"
 
 
 def make_registry() -> MessageRegistry:
-    return MessageRegistry((*CLIENT_REQUESTS, *DAEMON_REQUESTS, *REPLIES))
+    return MessageRegistry((*CLIENT_REQUESTS, *DAEMON_REQUESTS, *REPLIES, *PLACEMENT_MESSAGES))
 
 
 def known_daemon_key(folder: Path, endpoint: str) -> str | None:
@@ -147,6 +151,7 @@ class Daemon:
         self._sender = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sd-actors-send")
         self._parents_lock = threading.Lock()
         system.set_placement(self._placement)
+        system.shared(Peers, lambda: self.peers)  # what placement policies ask about the pool's hosts
         system.runtime.resource_recorder = self._record_resource
         self._unsubscribe_forwarding = system.subscribe(self._forward_event)
         self._watchdog = threading.Thread(target=self._watch_remote_parents, name="sd-actors-watchdog", daemon=True)
@@ -327,6 +332,10 @@ class Daemon:
                 case ShutdownDaemon():
                     request.reply(Done())
                     self.stopped.set()
+                case GetCapacity() | ReserveCapacity() | ReleaseCapacity():
+                    from sd_actors.policies import host_ledger  # policies build on the actors, not under them
+
+                    request.reply(host_ledger(self.system.runtime).answer(message))
                 case _:
                     request.reply(RequestFailed(error=f"{type(message).__name__} is not a request"))
         except (DeploymentError, DescriptionError) as error:

@@ -258,3 +258,57 @@ DAEMON_REQUESTS = (CreateSubtree, StepSubtree, TerminateSubtree, SubtreeTerminat
                    TerminateComponentRemotely, InvokeComponent)
 REPLIES = (RequestFailed, DeployAccepted, ApplicationTerminated, LifecycleNotice, WatchEnded, StatusReply, HostsReply,
            Done, InvokeResult)
+
+
+# -- capacity and reservations, for placement policies (sd_actors.policies) ---------------------------
+@wire_message("sd.get_capacity")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetCapacity:
+    """What the receiving daemon's host has, and what running machines and reservations take of it."""
+
+
+@wire_message("sd.capacity")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostCapacityInfo:
+    memory_mib: int
+    vcpus: int
+    used_memory_mib: int
+    used_vcpus: int
+    vms: int
+
+
+@wire_message("sd.reserve")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReserveCapacity:
+    """Reserve room for the component at ``path`` if it fits (checked and taken atomically).
+
+    ``max_vms`` 0 means no limit; ``vcpu_ratio`` is how many virtual CPUs a host CPU may carry.
+    """
+
+    path: tuple[str, ...]
+    memory_mib: int
+    vcpus: int
+    domain_name: str = ""
+    max_vms: int = 0
+    vcpu_ratio: float = 1.0
+
+
+@wire_message("sd.reservation")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReservationReply:
+    """``token`` names the reservation taken; empty when ``refused`` says why it did not fit."""
+
+    capacity: HostCapacityInfo
+    token: str = ""
+    refused: str = ""
+
+
+@wire_message("sd.release")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseCapacity:
+    """Give back the reservation ``token`` (nothing happens if it is already gone)."""
+
+    token: str
+
+
+PLACEMENT_MESSAGES = (GetCapacity, ReserveCapacity, ReleaseCapacity, HostCapacityInfo, ReservationReply)
