@@ -88,3 +88,33 @@ def sd_actors_cli_commands(
     :returns: ``None``; the contribution is the parsers added.
     """
     raise NotImplementedError
+
+
+if TYPE_CHECKING:  # the placement types belong to the policies that use them
+    from collections.abc import Sequence
+
+    from sd_actors.policies import HostCapacity, PlacementRequest
+
+
+@hookspec(firstresult=True)
+def sd_actors_place(component: PlacementRequest, hosts: Sequence[HostCapacity], policy: str) -> HostCapacity | None:
+    """Choose the host that runs ``component``, among the hosts it fits on.
+
+    Called by a ``Scheduler`` for each child of a ``Schedulee`` before the child is created, after
+    the filters removed the hosts that are not alive or lack room (free memory, virtual CPUs,
+    ``maxVMsPerHost``), so every host offered fits. The chosen host's daemon then reserves the room;
+    if another placement took it meanwhile, the hook is called again without that host. The first
+    plugin that returns a host decides; sd-actors' own implementation runs last and knows the
+    policies ``spread`` (most free memory), ``pack`` (least free memory) and ``fewestVMs``. A plugin
+    that brings its own policy answers only when ``policy`` is its name, and ``None`` otherwise.
+
+    :param component: what to place: its complete name, ``memory_mib``, ``vcpus`` and
+        ``domain_name``.
+    :param hosts: the hosts it fits on (never empty), in the order of the Scheduler's ``hosts``,
+        each with its ``memory_mib``, ``vcpus``, what is used or reserved
+        (``used_memory_mib``, ``used_vcpus``, ``vms``) and ``free_memory_mib``.
+    :param policy: the Scheduler's ``policy`` attribute (``"spread"`` unless the description says).
+    :returns: one of ``hosts``, or ``None`` to let the next plugin decide (when none decides, the
+        deployment fails saying that no plugin knows ``policy``).
+    """
+    raise NotImplementedError
