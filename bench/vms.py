@@ -11,20 +11,33 @@ What is measured (each figure in a fresh Python process, on a fresh simulated ho
         The description is built before the clock starts; liveness polls run on the real clock
         with the library's default delay (2 s), so they cost what they cost.
         Target: up within 3× the baseline.
+    real guests
+        ``--guests`` (default 4) QEMU guests (domain type qemu: TCG) on ``qemu:///system``, booted
+        directly from the test guest's kernel and initramfs (tests/plugins/guest.py, with
+        ``sd.stay``: they keep running), each with a 16 MiB ext4 root file of its own:
+        ``System.deploy`` of a Compound of the VMs until every one is started (libvirt says
+        running: its qemu is up), then ``System.terminate``. Needs root and a running libvirtd and
+        virtlogd (``make demo`` or the tests start them); skipped, saying so, without.
+        Target: up within 1.2× the baseline.
 
-Baseline, measured in the same run on the same machine
-    * A plain libvirt-python loop over one connection to a fresh copy of the same host file:
-      ``defineXML`` + ``create`` of the very XML documents the VMs generate, then ``destroy`` +
-      ``undefine`` of each. No events, no ownership checks, no actors: what creating the same
-      domains costs at the least.
+Baselines, measured in the same run on the same machine
+    * test driver: a plain libvirt-python loop over one connection to a fresh copy of the same
+      host file: ``defineXML`` + ``create`` of the very XML documents the VMs generate, then
+      ``destroy`` + ``undefine`` of each. No events, no ownership checks, no actors: what creating
+      the same domains costs at the least.
+    * real guests: ``virsh create`` of the same domain XML documents, one after the other (as the
+      Compound starts its VMs), then ``virsh destroy`` of each.
 
-Usage: ``.venv/bin/python bench/vms.py`` (``make bench`` runs it); ``--vms 1000 --repeat 5``.
+Usage: ``.venv/bin/python bench/vms.py`` (``make bench`` runs it); ``--vms 1000 --repeat 5 --guests 4``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,10 +48,15 @@ from typing import Any, Final
 from _machine import machine  # bench/ is on sys.path when a benchmark runs as a script
 
 TARGET_RATIO: Final = 3.0
+TARGET_REAL_RATIO: Final = 1.2
 GROUP_SIZE: Final = 100
 VM_MEMORY_MIB: Final = 64
 HOST_CPUS: Final = 64
 HOST_MEMORY_KIB: Final = 1024**3  # 1 TiB
+QEMU_HYPERVISOR: Final = "qemu:///system"
+GUEST_CACHE: Final = Path("/var/cache/sd-actors/test-guest")
+"""Where tests/plugins/test_guest_boot.py builds the guest too: built once, for both."""
+GUEST_MEMORY_MIB: Final = 128
 
 
 def write_host(folder: Path) -> str:
@@ -127,7 +145,99 @@ def measure_plain(vms: int) -> dict[str, Any]:
     return {"up": deployed - started, "down": terminated - deployed}
 
 
-CHILDREN: Final = {"system": measure_system, "plain": measure_plain}
+def real_guests_missing() -> str | None:
+    """Why real guests cannot run here (None: they can)."""
+    if os.geteuid() != 0:
+        return "needs root"
+    if shutil.which("qemu-system-x86_64") is None or shutil.which("virsh") is None:
+        return "needs qemu-system-x86_64 and virsh (scripts/setup.sh installs them)"
+    for daemon, path in (("libvirtd", "/run/libvirt/libvirt-sock"), ("virtlogd", "/run/libvirt/virtlogd-sock")):
+        with socket.socket(socket.AF_UNIX) as client:
+            try:
+                client.connect(path)
+            except OSError:
+                return f"no {daemon} answers on {path}: start one (as root: {daemon} -d), or run make demo first"
+    return None
+
+
+def guest_specs(guests: int, folder: Path) -> list[Any]:
+    """The guests' DomainSpecs, each with a root file of its own in ``folder`` (qemu's user reads it)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for tests/plugins/guest.py
+    from sd_actors.plugins._domain_xml import Disk, DomainSpec, Owner
+    from tests.plugins.guest import build_guest
+
+    guest = build_guest(GUEST_CACHE)
+    specs = []
+    for index in range(guests):
+        root = folder / f"root{index}.img"
+        with open(root, "wb") as image:
+            image.truncate(16 * 1024**2)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(root)], check=True)
+        name = f"bench-guest{index}"
+        specs.append(DomainSpec(
+            name=name, memory=GUEST_MEMORY_MIB, vcpus=1, domain_type="qemu", kernel=str(guest.kernel),
+            ramdisk=str(guest.initrd), extra="sd.stay", disks=(Disk(source=str(root), target="vda", kind="root"),),
+            owner=Owner(app="bench", component=f"bench:{name}", host=socket.gethostname(), process="rootProcess")))
+    return specs
+
+
+def guest_folder() -> tempfile.TemporaryDirectory[str]:
+    folder = tempfile.TemporaryDirectory(prefix="sd-actors-bench-", dir="/var/tmp")
+    os.chmod(folder.name, 0o755)  # noqa: S103 (qemu, another user, reads the root files)
+    return folder
+
+
+def measure_guests_system(guests: int) -> dict[str, Any]:
+    from sd_actors.actors import open_system
+    from sd_actors.descriptions import ComponentDescription
+    from sd_actors.plugins import make_plugin_manager
+
+    with guest_folder() as folder:
+        root = ComponentDescription()
+        root.set("sfClass", "sd_actors.actors.Compound")
+        for spec in guest_specs(guests, Path(folder)):
+            vm = ComponentDescription()
+            for name, value in (("sfClass", "sd_actors.plugins.VM"), ("domainName", spec.name),
+                                ("hypervisor", QEMU_HYPERVISOR), ("domainType", "qemu"), ("memory", spec.memory),
+                                ("vcpus", 1), ("kernel", spec.kernel), ("ramdisk", spec.ramdisk),
+                                ("extra", spec.extra), ("disks", [[spec.disks[0].source, "vda", "root"]])):
+                vm.set(name, value)
+            root.set(spec.name, vm)
+        with open_system(plugin_manager=make_plugin_manager(load_entry_points=False), host=socket.gethostname(),
+                         terminate_timeout=60.0) as system:
+            started = time.perf_counter()
+            system.deploy(root, name="bench")
+            deployed = time.perf_counter()
+            record = system.terminate("bench")
+            terminated = time.perf_counter()
+    if not record.is_normal:
+        raise RuntimeError(f"the guests did not end cleanly: {record}")
+    return {"up": deployed - started, "down": terminated - deployed}
+
+
+def measure_guests_virsh(guests: int) -> dict[str, Any]:
+    from sd_actors.plugins._domain_xml import domain_xml
+
+    with guest_folder() as folder:
+        specs = guest_specs(guests, Path(folder))
+        documents = []
+        for spec in specs:
+            document = Path(folder) / f"{spec.name}.xml"
+            document.write_text(domain_xml(spec))
+            documents.append(document)
+        virsh = ["virsh", "--quiet", "-c", QEMU_HYPERVISOR]
+        started = time.perf_counter()
+        for document in documents:
+            subprocess.run([*virsh, "create", str(document)], check=True, capture_output=True)
+        deployed = time.perf_counter()
+        for spec in specs:
+            subprocess.run([*virsh, "destroy", spec.name], check=True, capture_output=True)
+        terminated = time.perf_counter()
+    return {"up": deployed - started, "down": terminated - deployed}
+
+
+CHILDREN: Final = {"system": measure_system, "plain": measure_plain, "guests-system": measure_guests_system,
+                   "guests-virsh": measure_guests_virsh}
 
 
 def in_child(name: str, vms: int) -> dict[str, Any]:
@@ -146,24 +256,42 @@ def row(label: str, value: str, note: str = "") -> None:
     print(f"{label:<46}{value:>10}   {note}".rstrip(), flush=True)
 
 
+def compare(runs: dict[str, list[dict[str, Any]]], count: int, what: str, target: float) -> None:
+    """Rows for the best up and down of sd-actors (first in ``runs``) and of its baseline (second)."""
+    (ours, our_runs), (baseline, baseline_runs) = runs.items()
+    for half in ("up", "down"):
+        mine, theirs = min(run[half] for run in our_runs), min(run[half] for run in baseline_runs)
+        ratio = mine / theirs
+        verdict = "meets the target" if ratio <= target else "MISSES the target"
+        row(f"{count:,} {what} {half} {ours}", f"{mine:.3f} s",
+            f"{count / mine:,.1f}/s; {ratio:.2f}× the baseline" + (f"; target ≤ {target:g}×: {verdict}"
+                                                                   if half == "up" else ""))
+        row(f"  baseline: {baseline}", f"{theirs:.3f} s", f"{count / theirs:,.1f}/s")
+
+
 def report(args: argparse.Namespace) -> None:
     import libvirt
 
     print(f"machine: {machine()}")
     print(f"libvirt {libvirt.getVersion() // 1_000_000}.{libvirt.getVersion() // 1000 % 1000}; every figure "
-          f"from a fresh process; best of {args.repeat} runs each\n")
-    print(f"== {args.vms:,} VMs up and down on the test driver, one System")
-    runs = {name: [in_child(name, args.vms) for _ in range(args.repeat)] for name in ("system", "plain")}
-    best = {name: {half: min(run[half] for run in results) for half in ("up", "down")}
-            for name, results in runs.items()}
-    system, plain = best["system"], best["plain"]
-    for half, doing in (("up", "define+start"), ("down", "destroy+undefine")):
-        ratio = system[half] / plain[half]
-        target = f"target ≤ {TARGET_RATIO:g}×: {'meets the target' if ratio <= TARGET_RATIO else 'MISSES the target'}"
-        row(f"{args.vms:,} VMs {half} through a System", f"{system[half]:.3f} s",
-            f"{args.vms / system[half]:,.0f} VMs/s; {ratio:.2f}× the plain loop"
-            + (f"; {target}" if half == "up" else ""))
-        row(f"  baseline: plain libvirt-python {doing}", f"{plain[half]:.3f} s", f"{args.vms / plain[half]:,.0f} VMs/s")
+          f"from a fresh process; best of {args.repeat} runs each, interleaved with its baseline's\n")
+    print(f"== {args.vms:,} VMs up and down on the test driver")
+    runs: dict[str, list[dict[str, Any]]] = {"through a System": [], "plain libvirt-python loop": []}
+    for _ in range(args.repeat):  # interleaved, so that both see the same machine state
+        runs["through a System"].append(in_child("system", args.vms))
+        runs["plain libvirt-python loop"].append(in_child("plain", args.vms))
+    compare(runs, args.vms, "VMs", TARGET_RATIO)
+
+    print(f"\n== {args.guests} real guests (QEMU, TCG) up and down on {QEMU_HYPERVISOR}")
+    missing = real_guests_missing()
+    if missing is not None:
+        print(f"skipped: {missing}")
+        return
+    runs = {"through a System": [], "virsh create / destroy": []}
+    for _ in range(args.repeat):
+        runs["through a System"].append(in_child("guests-system", args.guests))
+        runs["virsh create / destroy"].append(in_child("guests-virsh", args.guests))
+    compare(runs, args.guests, "guests", TARGET_REAL_RATIO)
 
 
 def main() -> None:
@@ -171,6 +299,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vms", type=int, default=1_000, help="VMs per deployment (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=5, help="runs to take the best of (default %(default)s)")
+    parser.add_argument("--guests", type=int, default=4, help="real guests (default %(default)s)")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
