@@ -673,13 +673,13 @@ def measure_up(root: Path) -> UpResults:
         wait_for_members(pool)
         hosts, _ = pool.cli("hosts", "--host", endpoints[0])
 
-        up, result = pool.cli("up", str(spread_file), "--host", endpoints[0], "--name", "big")
+        up, result = pool.cli("up", str(spread_file), "--host", endpoints[0], "--name", "big", "--settle", "0")
         check(result, "up big")
         up_reported = reported_seconds(result.stdout)
         placed = {endpoint: count_started(pool, endpoint, "big") for endpoint in endpoints}
         down, problems = down_and_check(pool, "big")
 
-        local_up, result = pool.cli("up", str(local_file), "--host", endpoints[0], "--name", "local")
+        local_up, result = pool.cli("up", str(local_file), "--host", endpoints[0], "--name", "local", "--settle", "0")
         check(result, "up local")
         local_up_reported = reported_seconds(result.stdout)
         local_down, more = down_and_check(pool, "local")
