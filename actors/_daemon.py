@@ -46,6 +46,7 @@ from sd_actors.net._node import Node, Request
 from sd_actors.net._protocol import (
     CLIENT_REQUESTS,
     DAEMON_REQUESTS,
+    HIGH_AVAILABILITY_MESSAGES,
     PLACEMENT_MESSAGES,
     REPLIES,
     ApplicationInfo,
@@ -95,7 +96,8 @@ KNOWN_DAEMONS_FILE = "known_daemons"
 
 
 def make_registry() -> MessageRegistry:
-    return MessageRegistry((*CLIENT_REQUESTS, *DAEMON_REQUESTS, *REPLIES, *PLACEMENT_MESSAGES))
+    return MessageRegistry((*CLIENT_REQUESTS, *DAEMON_REQUESTS, *REPLIES, *PLACEMENT_MESSAGES,
+                            *HIGH_AVAILABILITY_MESSAGES))
 
 
 def known_daemon_key(folder: Path, endpoint: str) -> str | None:
@@ -156,6 +158,12 @@ class Daemon:
         self._unsubscribe_forwarding = system.subscribe(self._forward_event)
         self._watchdog = threading.Thread(target=self._watch_remote_parents, name="sd-actors-watchdog", daemon=True)
         self._watchdog.start()
+        # Its lease, self-fencing and restart ledger (policies/README.md, "HARestarter").
+        from sd_actors.policies import HighAvailability, LeaseTerms  # policies build on the actors
+
+        self.high_availability = HighAvailability(
+            system=system, peers=self.peers, state_dir=settings.state_dir, hypervisor=settings.hypervisor,
+            terms=LeaseTerms.for_dead_after(settings.dead_after), is_this_host=self.is_this_host)
 
     def _record_resource(self, ref: ComponentRef, resource: str | None) -> None:
         """Journal what a component holds outside this process (journal first: before it is relied on)."""
@@ -329,6 +337,8 @@ class Daemon:
                 case Heartbeat():
                     self.peers.receive(message, request.client_key)
                     request.reply(Done())
+                case _ if self.high_availability.answers(message):
+                    request.reply(self.high_availability.answer(message))
                 case ShutdownDaemon():
                     request.reply(Done())
                     self.stopped.set()
@@ -596,6 +606,7 @@ class Daemon:
         self.system.close(detach=True)
         self._unsubscribe_forwarding()
         self._sender.shutdown(wait=False, cancel_futures=True)
+        self.high_availability.close()
         self.peers.close()
         self.node.close()
         (self.settings.state_dir / READY_FILE).unlink(missing_ok=True)

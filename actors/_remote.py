@@ -78,6 +78,9 @@ class PeerLink:
         self._idle: list[Client] = []
         self._lock = threading.Lock()
         self.last_heard: float | None = None
+        # When the newest heartbeat this peer answered was sent (monotonic): a lease is renewed by
+        # the answers of a majority (policies/README.md, "HARestarter").
+        self.last_acknowledged: float | None = None
 
     @contextmanager
     def client(self) -> Iterator[Client]:
@@ -192,8 +195,17 @@ class Peers:
                                  name="sd-actors-beat").start()
 
     def _send_beat(self, link: PeerLink, beat: Heartbeat) -> None:
+        sent = time.monotonic()
         with contextlib.suppress(TimeoutError, OSError):
             link.request(beat, timeout=max(self.interval * 2, 0.5))
+            link.last_acknowledged = max(sent, link.last_acknowledged or sent)
+
+    def electorate(self) -> tuple[str, ...]:
+        """Every daemon of the pool this one knows, itself and unheard ``--peer`` seeds included,
+        sorted: what a majority is counted over (a dead member counts: it may only be cut off)."""
+        with self._membership_lock:
+            known = {member.address for member in self.membership.members()}
+            return tuple(sorted(known | set(self.membership.unheard_seeds())))
 
     def close(self) -> None:
         self._stopping.set()

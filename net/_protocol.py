@@ -312,3 +312,47 @@ class ReleaseCapacity:
 
 
 PLACEMENT_MESSAGES = (GetCapacity, ReserveCapacity, ReleaseCapacity, HostCapacityInfo, ReservationReply)
+
+
+# -- high availability (policies/README.md, "HARestarter") -------------------------------------------
+@wire_message("sd.claim_restart")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimRestart:
+    """Ask a daemon to grant ``claimant`` the restart of the component at ``path`` as ``generation``.
+
+    A daemon grants each (path, generation) to one claimant only, journaled before it answers.
+    With ``failed_host`` set (the host that ran the component is unreachable), it grants only if it
+    has heard nothing from that host for the host's lease plus a margin.
+    """
+
+    path: tuple[str, ...]
+    generation: int
+    claimant: str
+    failed_host: str = ""
+
+
+@wire_message("sd.claim_answer")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimAnswer:
+    """``granted``, or why not: ``holder`` already has the grant, or ``reason`` (a lease may still run)."""
+
+    granted: bool
+    holder: str = ""
+    reason: str = ""
+
+
+@wire_message("sd.list_domains")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListDomains:
+    """The domains running on the daemon's hypervisor (its ``--hypervisor``), whoever made them."""
+
+
+@wire_message("sd.domains")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DomainsReply:
+    hypervisor: str
+    running: tuple[str, ...]
+    """Names of the running domains, sorted."""
+
+
+HIGH_AVAILABILITY_MESSAGES = (ClaimRestart, ClaimAnswer, ListDomains, DomainsReply)

@@ -1,0 +1,233 @@
+"""A daemon's part in high availability: its lease and self-fencing, its restart ledger, and the
+claims the HARestarters it runs make to the rest of the pool (policies/README.md, "HARestarter")."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, TextIO
+
+from sd_actors.actors import ComponentFailed, TerminationRecord
+from sd_actors.net._protocol import (
+    ClaimAnswer,
+    ClaimRestart,
+    DomainsReply,
+    ListDomains,
+    RecordInfo,
+    RequestFailed,
+    TerminateSubtree,
+)
+from sd_actors.plugins.hookspecs import hookimpl
+from sd_actors.policies._lease import LeaseTerms, lease_expiry
+from sd_actors.policies._ledger import LEDGER_FILE_NAME, ClaimOutcome, RestartLedger, Voter, claim_majority
+
+if TYPE_CHECKING:
+    from sd_actors.actors import System
+    from sd_actors.actors._remote import Peers
+
+logger = logging.getLogger(__name__)
+
+HIGH_AVAILABILITY_KEY: Final = "sd_actors.policies.high_availability"
+"""The key of a daemon's :class:`HighAvailability` among its System's shared objects."""
+
+HA_GENERATION: Final = "haGeneration"
+"""The attribute an HARestarter gives each child: which restart it is (0 for the first deployment).
+A component that has it is stopped by its daemon when that daemon loses its lease."""
+
+
+class HighAvailability:
+    """One daemon's lease, fencing and restart ledger; what its HARestarters ask of the pool.
+
+    :param system: the daemon's System (its components are fenced; this object is shared in it).
+    :param peers: the daemon's peers: membership, heartbeat answers, links.
+    :param state_dir: where the ledger's SQLite file lives.
+    :param terms: the lease's duration, how early to fence, the margin.
+    :param hypervisor: the libvirt URI ``ListDomains`` looks at (the VMs' default when None).
+    :param is_this_host: whether an ``sfProcessHost`` names this daemon.
+    """
+
+    def __init__(self, *, system: System, peers: Peers, state_dir: Path, terms: LeaseTerms, hypervisor: str | None,
+                 is_this_host: Callable[[str], bool]) -> None:
+        from sd_actors.plugins._vm import DEFAULT_HYPERVISOR
+
+        self.system = system
+        self.peers = peers
+        self.own_endpoint = peers.own_endpoint
+        self.terms = terms
+        self.hypervisor = hypervisor or DEFAULT_HYPERVISOR
+        self.is_this_host = is_this_host
+        self.ledger = RestartLedger(state_dir / LEDGER_FILE_NAME)
+        self.retry_interval = peers.interval
+        self._holding: bool | None = None
+        self._stopped = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._keep_lease, name="sd-actors-lease", daemon=True)
+        self._thread.start()
+        system.shared(HIGH_AVAILABILITY_KEY, lambda: self)
+
+    # -- the lease ---------------------------------------------------------------------------------
+    def lease_expiry(self) -> float:
+        """When this daemon's lease runs out (monotonic clock; ``-inf``: it holds none)."""
+        electorate = self.peers.electorate()
+        acknowledged = []
+        for address in electorate:
+            if address != self.own_endpoint:
+                try:
+                    acknowledged.append(self.peers.link(address).last_acknowledged)
+                except ComponentFailed:  # known by gossip, no key yet: it never answered us
+                    acknowledged.append(None)
+        return lease_expiry(now=time.monotonic(), acknowledged=acknowledged, electorate=len(electorate),
+                            duration=self.terms.duration)
+
+    def _keep_lease(self) -> None:
+        check = min(self.peers.interval, self.terms.fence_before / 4)
+        while not self._stopped.wait(check):
+            remaining = self.lease_expiry() - time.monotonic()
+            holding = remaining >= self.terms.fence_before
+            if holding != self._holding:
+                if holding:
+                    logger.info("lease: held (a majority of the pool answers this daemon)")
+                elif self._holding is not None:
+                    logger.warning("lease: lost (no answer from a majority of the pool); stopping the components "
+                                   "HARestarters would restart elsewhere")
+                self._holding = holding
+            if not holding:
+                self.fence(remaining)
+
+    def fence(self, remaining: float) -> list[str]:
+        """Stop every running component that carries ``haGeneration``; return their names."""
+        runtime = self.system.runtime
+        with runtime.changed:
+            refs = sorted((ref for ref in runtime.components.values()
+                           if ref.alive and HA_GENERATION in ref.description),
+                          key=lambda ref: len(ref.path))
+        left = "it has run out" if remaining == -math.inf or remaining <= 0 else f"it runs out in {remaining:.2f} s"
+        stopped = []
+        for ref in refs:
+            if not ref.alive:
+                continue  # an ancestor's termination took it along
+            record = TerminationRecord.abnormal(
+                f"fenced: this daemon ({self.own_endpoint}) is out of contact with the majority of its pool and "
+                f"may not keep running it past its lease ({left}); the HARestarter restarts it elsewhere",
+                ref.path, "self-fencing")
+            logger.warning("lease: stopping %s", ref.name_text)
+            runtime.terminate_component(ref, record, notify_parent=True)
+            stopped.append(ref.name_text)
+        return stopped
+
+    # -- answering other daemons -----------------------------------------------------------------------
+    @staticmethod
+    def answers(message: object) -> bool:
+        """Whether ``message`` is a request this object answers (see :meth:`answer`)."""
+        return isinstance(message, ClaimRestart | ListDomains)
+
+    def answer(self, message: object) -> ClaimAnswer | DomainsReply:
+        """The reply to a ``ClaimRestart`` or a ``ListDomains``."""
+        if isinstance(message, ClaimRestart):
+            return self.answer_claim(message)
+        return self.list_domains()
+
+    def answer_claim(self, claim: ClaimRestart) -> ClaimAnswer:
+        """Grant ``claim`` unless the failed host may still hold its lease, or another claimant holds it."""
+        if claim.failed_host:
+            try:
+                silent = self.peers.link(claim.failed_host).silent_for()
+            except ComponentFailed:
+                silent = math.inf  # a daemon this one never heard from
+            needed = self.terms.duration + self.terms.margin
+            if silent < needed:
+                return ClaimAnswer(granted=False, reason=f"{claim.failed_host} was heard from {silent:.2f} s ago; "
+                                   f"its lease may still run (wait {needed:g} s after its last news)")
+        holder = self.ledger.grant(claim.path, claim.generation, claim.claimant)
+        if holder != claim.claimant:
+            return ClaimAnswer(granted=False, holder=holder, reason=f"already granted to {holder}")
+        return ClaimAnswer(granted=True, holder=holder)
+
+    def list_domains(self) -> DomainsReply:
+        import libvirt
+
+        from sd_actors.plugins._libvirt_events import open_connection
+
+        connection = open_connection(self.hypervisor)
+        try:
+            names = [domain.name() for domain in connection.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+        finally:
+            connection.close()
+        return DomainsReply(hypervisor=self.hypervisor, running=tuple(sorted(names)))
+
+    # -- what an HARestarter asks ----------------------------------------------------------------------
+    def live_hosts(self) -> tuple[str, ...]:
+        """The daemons this one believes alive, itself included, as endpoints, sorted."""
+        return tuple(sorted(member.address for member in self.peers.members() if member.state == "alive"))
+
+    def confirm_gone(self, host: str, path: tuple[str, ...]) -> bool:
+        """Make sure the component at ``path`` no longer runs on ``host``: True when that host's daemon
+        says so (it terminates it if it still runs), False when it does not answer in time."""
+        if self.is_this_host(host):
+            return True  # a child here: its termination finished before its parent heard of it
+        record = RecordInfo(kind="abnormal", description="its HARestarter restarts it", path=path)
+        try:
+            reply = self.peers.link(host).request(TerminateSubtree(path=path, record=record),
+                                                  timeout=2 * self.peers.interval)
+        except (TimeoutError, OSError, ComponentFailed):
+            return False
+        return not isinstance(reply, RequestFailed) or "no component" in reply.error
+
+    def claim(self, path: tuple[str, ...], generation: int, failed_host: str) -> ClaimOutcome:
+        """Ask the whole pool to grant this daemon the restart of ``path`` as ``generation``."""
+        claim = ClaimRestart(path=path, generation=generation, claimant=self.own_endpoint, failed_host=failed_host)
+        voters: dict[str, Voter] = {
+            address: self.answer_claim if address == self.own_endpoint else functools.partial(self._ask, address)
+            for address in self.peers.electorate()}
+        return claim_majority(claim, voters, window=self.terms.margin)
+
+    def _ask(self, address: str, claim: ClaimRestart) -> ClaimAnswer:
+        reply = self.peers.link(address).request(claim, timeout=self.terms.margin)
+        if isinstance(reply, ClaimAnswer):
+            return reply
+        error = reply.error if isinstance(reply, RequestFailed) else type(reply).__name__
+        return ClaimAnswer(granted=False, reason=error)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stopped.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        self.ledger.close()
+
+
+# -- sd-actors domains -----------------------------------------------------------------------------------
+def _run_domains(arguments: argparse.Namespace, out: TextIO) -> int:
+    from sd_actors.actors import client
+
+    with client.connect(arguments, out) as connection:
+        reply = client.request(connection, ListDomains(), timeout=arguments.timeout or 10.0)
+    assert isinstance(reply, DomainsReply)
+    if arguments.json:
+        print(json.dumps({"hypervisor": reply.hypervisor, "running": list(reply.running)}), file=out)
+    else:
+        print(f"{reply.hypervisor}: {len(reply.running)} running", file=out)
+        for name in reply.running:
+            print(f"  {name}", file=out)
+    return 0
+
+
+@hookimpl
+def sd_actors_cli_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                           client_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    domains = commands.add_parser(
+        "domains", help="list the domains running on a daemon's hypervisor",
+        description="List the domains running on the hypervisor of a daemon (its --hypervisor), whoever made "
+        "them: summed over the daemons of a pool, each virtual machine should appear once.")
+    domains.add_argument("--json", action="store_true")
+    client_options(domains)
+    domains.set_defaults(run=_run_domains)

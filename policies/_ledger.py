@@ -1,0 +1,130 @@
+"""The restart ledger: who may restart a component, agreed by a majority of the pool.
+
+Each daemon keeps a :class:`RestartLedger`, a SQLite file in its state folder. It grants each
+(component path, generation) to at most one claimant, and the grant is on disk before the answer
+leaves (so a daemon that crashed and came back cannot grant it a second time). A claimant acts only
+when a majority of *all* the daemons of the pool granted its claim (:func:`claim_majority`); two
+majorities of the same pool share a daemon, and that daemon granted only one of them, so two
+claimants never both win. policies/README.md gives the whole safety argument.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from sd_actors.net._protocol import ClaimAnswer, ClaimRestart
+
+LEDGER_FILE_NAME: Final = "restart-ledger.sqlite3"
+
+Voter = Callable[[ClaimRestart], ClaimAnswer]
+"""Asks one daemon to grant a claim; raises (TimeoutError, OSError, …) when it cannot answer."""
+
+
+class RestartLedger:
+    """One daemon's grants, one row per (path, generation). Safe to use from any thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # autocommit mode: each grant is its own transaction, on disk (synchronous=FULL) when it returns.
+        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute("PRAGMA synchronous=FULL")
+        self._connection.execute(
+            "CREATE TABLE IF NOT EXISTS grants (path TEXT NOT NULL, generation INTEGER NOT NULL, "
+            "claimant TEXT NOT NULL, granted_at REAL NOT NULL, PRIMARY KEY (path, generation))")
+        self._lock = threading.Lock()
+
+    def grant(self, path: tuple[str, ...], generation: int, claimant: str) -> str:
+        """Grant (path, generation) to ``claimant`` unless someone holds it; return who holds it now.
+
+        Asking again for a grant one already holds returns it again (an answer may have been lost).
+        """
+        key = ":".join(path)
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                self._connection.execute(
+                    "INSERT OR IGNORE INTO grants (path, generation, claimant, granted_at) VALUES (?, ?, ?, ?)",
+                    (key, generation, claimant, time.time()))
+                row = self._connection.execute("SELECT claimant FROM grants WHERE path = ? AND generation = ?",
+                                               (key, generation)).fetchone()
+                self._connection.execute("COMMIT")
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+        return str(row[0])
+
+    def holder(self, path: tuple[str, ...], generation: int) -> str | None:
+        """Who was granted (path, generation), if anyone."""
+        with self._lock:
+            row = self._connection.execute("SELECT claimant FROM grants WHERE path = ? AND generation = ?",
+                                           (":".join(path), generation)).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimOutcome:
+    """The result of one round of :func:`claim_majority`."""
+
+    won: bool
+    granted_by: tuple[str, ...]
+    electorate: int
+    refusals: tuple[str, ...]
+    """Why the others did not grant it: ``"ADDRESS: reason"``, sorted."""
+
+    def __str__(self) -> str:
+        verdict = "won" if self.won else "not won"
+        text = f"{verdict}: {len(self.granted_by)} of {self.electorate} daemons granted it"
+        return text + (f" ({'; '.join(self.refusals)})" if self.refusals else "")
+
+
+def claim_majority(claim: ClaimRestart, voters: Mapping[str, Voter], *, window: float,
+                   clock: Callable[[], float] = time.monotonic) -> ClaimOutcome:
+    """Ask every daemon of the pool (``voters``, by address, the claimant's own included) at once.
+
+    The claim is won when more than half of *all* of them granted it within ``window`` seconds of
+    the round's start: grants gathered over a longer time are not trusted (a host's lease could
+    have been renewed between two of them; see policies/README.md). Unreachable daemons count as
+    refusals. Returns as soon as the outcome is known.
+    """
+    needed = len(voters) // 2 + 1
+    started = clock()
+    granted: list[str] = []
+    refusals: list[str] = []
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(len(voters), 1),
+                                                 thread_name_prefix="sd-actors-claim")
+    try:
+        futures = {pool.submit(vote, claim): address for address, vote in voters.items()}
+        for future in concurrent.futures.as_completed(futures, timeout=None):
+            address = futures[future]
+            try:
+                answer = future.result()
+            except Exception as error:  # noqa: BLE001 (a daemon that cannot answer does not grant)
+                refusals.append(f"{address}: no answer ({type(error).__name__})")
+            else:
+                if answer.granted:
+                    granted.append(address)
+                else:
+                    refusals.append(f"{address}: {answer.reason or f'granted to {answer.holder}'}")
+            if len(granted) >= needed or len(refusals) > len(voters) - needed:
+                break
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    elapsed = clock() - started
+    won = len(granted) >= needed
+    if won and elapsed > window:
+        won = False
+        refusals.append(f"the grants took {elapsed:.3f} s to gather, more than the {window:g} s allowed")
+    return ClaimOutcome(won=won, granted_by=tuple(sorted(granted)), electorate=len(voters),
+                        refusals=tuple(sorted(refusals)))

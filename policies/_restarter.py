@@ -1,0 +1,244 @@
+"""HARestarter: keeps its children running across hosts, never two copies of one (policies/README.md)."""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Final
+
+from sd_actors.actors import ABNORMAL, Component, ComponentFailed, DeploymentError, Reaction, TerminationRecord
+from sd_actors.actors._remote import endpoint_of_host
+from sd_actors.descriptions import ComponentDescription
+from sd_actors.plugins.hookspecs import hookimpl
+from sd_actors.policies._high_availability import HA_GENERATION, HIGH_AVAILABILITY_KEY, HighAvailability
+
+if TYPE_CHECKING:
+    from sd_actors.actors import ComponentContext, ComponentRef, Timer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INTENSITY: Final = 3
+DEFAULT_PERIOD: Final = 60.0
+DEFAULT_BACKOFF: Final = 0.0
+DEFAULT_MAX_BACKOFF: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Restart:
+    """A child waiting to be deployed again."""
+
+    generation: int
+    failed_host: str
+    """The endpoint of the daemon that ran it ("" outside a daemon)."""
+    gone: bool
+    """That daemon said the child no longer runs there."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HARestarterStatistics:
+    """A snapshot of an HARestarter (``ref.call(lambda r: r.statistics())``)."""
+
+    running: Mapping[str, str]
+    """Children that run, by name: the endpoint of the daemon running each ("" outside a daemon)."""
+    waiting: Mapping[str, str]
+    """Children waiting to be restarted, by name: what they wait for."""
+    given_up: tuple[str, ...]
+    """Children that failed more than ``intensity`` times within ``period``: not restarted again."""
+    restarts: int
+    """Restarts done since the HARestarter started."""
+
+
+class HARestarter(Component):
+    """Like a Compound, deploys its nested descriptions as its children; when one fails, or its host
+    dies, it is deployed again, on another live host when its own is unreachable.
+
+    A child that terminates normally (``sd-actors down``, a guest that shut itself down) is not
+    restarted: that is what its user wanted. A child that failed more than ``intensity`` times in
+    ``period`` seconds is given up: it stays in the tree in state failed, its record saying so, until
+    the application is taken down and up again. Each restart waits ``backoff`` seconds, doubled for
+    each recent failure, at most ``maxBackoff``.
+
+    On a daemon, a restart is a claim the majority of the pool must grant, and a child whose host
+    is unreachable is claimed only once that host's lease has run out (it has stopped the child
+    itself by then): see policies/README.md for why no child ever runs twice.
+    """
+
+    has_children = True
+
+    def __init__(self, context: ComponentContext) -> None:
+        super().__init__(context)
+        self._intensity = DEFAULT_INTENSITY
+        self._period = DEFAULT_PERIOD
+        self._backoff = DEFAULT_BACKOFF
+        self._max_backoff = DEFAULT_MAX_BACKOFF
+        self._services: HighAvailability | None = None
+        self._specs: dict[str, ComponentDescription] = {}
+        self._running: dict[str, ComponentRef] = {}
+        self._generations: dict[str, int] = {}
+        self._pending: dict[str, _Restart] = {}
+        self._waiting_for: dict[str, str] = {}
+        self._failures: dict[str, collections.deque[float]] = {}
+        self._given_up: list[str] = []
+        self._restarts = 0
+        self._timers: list[Timer] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def create(self) -> None:
+        # Before the runtime creates the children: each carries its generation, so that the daemon
+        # running it knows to stop it when it loses its lease.
+        self._specs = {name: value for name, value in self.context.description.items()
+                       if isinstance(value, ComponentDescription) and value.eager}
+        for name, description in self._specs.items():
+            description.set(HA_GENERATION, 0)
+            self._generations[name] = 0
+
+    def deploy(self) -> None:
+        self._intensity = _whole(self.context, "intensity", DEFAULT_INTENSITY)
+        self._period = _seconds(self.context, "period", DEFAULT_PERIOD, positive=True)
+        self._backoff = _seconds(self.context, "backoff", DEFAULT_BACKOFF)
+        self._max_backoff = _seconds(self.context, "maxBackoff", DEFAULT_MAX_BACKOFF)
+        services = self.context.shared(HIGH_AVAILABILITY_KEY, lambda: None)
+        self._services = services if isinstance(services, HighAvailability) else None
+        self._running = {child.name: child for child in self.context.children}
+
+    def terminate(self, record: TerminationRecord) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self._pending.clear()
+
+    def child_terminated(self, child: ComponentRef, record: TerminationRecord) -> Reaction:
+        name = child.name
+        if self._running.get(name) is not child:
+            return Reaction.HANDLED  # old news: a child already replaced
+        del self._running[name]
+        if record.is_normal:
+            logger.info("%s ended normally, as its user wanted: not restarted (%s)", child.name_text, record)
+            return Reaction.HANDLED
+        self._ended(name, self._host_of(self._specs[name]), record, child)
+        return Reaction.HANDLED
+
+    def statistics(self) -> HARestarterStatistics:
+        """A frozen snapshot of what runs where, what waits and what was given up."""
+        return HARestarterStatistics(
+            running={name: self._host_of(ref.description) for name, ref in self._running.items()},
+            waiting={name: self._waiting_for.get(name, "its backoff") for name in self._pending},
+            given_up=tuple(self._given_up), restarts=self._restarts)
+
+    # -- restarting ----------------------------------------------------------------------------------------
+    def _ended(self, name: str, host: str, record: TerminationRecord, child: ComponentRef | None) -> None:
+        """Child ``name`` failed on ``host``: restart it after its backoff, or give it up."""
+        now = self.context.now()
+        failures = self._failures.setdefault(name, collections.deque())
+        while failures and failures[0] < now - self._period:
+            failures.popleft()
+        failures.append(now)
+        if len(failures) > self._intensity:
+            self._give_up(name, record, child)
+            return
+        generation = self._generations[name] + 1
+        self._generations[name] = generation
+        self._pending[name] = _Restart(generation=generation, failed_host=host, gone=False)
+        delay = min(self._backoff * 2 ** (len(failures) - 1), self._max_backoff) if self._backoff > 0 else 0.0
+        logger.warning("%s:%s failed (%s); restarting it as generation %d%s", ":".join(self.context.path), name,
+                       record, generation, f" in {delay:g} s" if delay else "")
+        self._later(delay, name)
+
+    def _later(self, delay: float, name: str) -> None:
+        if delay > 0:
+            self._timers.append(self.context.call_later(delay, lambda: self._restart(name)))
+        else:
+            self.context.call_soon(lambda: self._restart(name))
+
+    def _restart(self, name: str) -> None:
+        pending = self._pending.get(name)
+        if pending is None or self.context.termination_requested:
+            return
+        description = self._specs[name]
+        path = (*self.context.path, name)
+        services = self._services
+        if services is not None:
+            if not pending.gone and pending.failed_host:
+                pending = replace(pending, gone=services.confirm_gone(pending.failed_host, path))
+                self._pending[name] = pending
+            outcome = services.claim(path, pending.generation, "" if pending.gone else pending.failed_host)
+            if not outcome.won:
+                self._waiting_for[name] = f"the pool's grant ({outcome})"
+                logger.info("%s: restart of generation %d %s; asking again", ":".join(path), pending.generation,
+                            outcome)
+                self._timers.append(self.context.call_later(services.retry_interval, lambda: self._restart(name)))
+                return
+            description.set("sfProcessHost", self._choose_host(pending, services))
+        description.set(HA_GENERATION, pending.generation)
+        del self._pending[name]
+        self._waiting_for.pop(name, None)
+        self._restarts += 1
+        try:
+            self._running[name] = self.context.deploy_child(name, description)
+        except ComponentFailed as failure:
+            # A restart that fails counts as another failure of that child, where it was tried.
+            self._ended(name, self._host_of(description), failure.record, None)
+
+    def _choose_host(self, pending: _Restart, services: HighAvailability) -> str:
+        """The same host if its daemon said the child is gone there, else the live host with the
+        fewest of this HARestarter's children (by address on a tie)."""
+        live = services.live_hosts()
+        if pending.gone and pending.failed_host in live:
+            return pending.failed_host
+        candidates = [host for host in live if host != pending.failed_host] or list(live)
+        load = collections.Counter(self._host_of(ref.description) for ref in self._running.values())
+        return min(candidates, key=lambda host: (load[host], host))
+
+    def _give_up(self, name: str, record: TerminationRecord, child: ComponentRef | None) -> None:
+        self._given_up.append(name)
+        self._pending.pop(name, None)
+        given_up = self.context.record(
+            ABNORMAL, f"HARestarter gave up on {name!r}: it failed {len(self._failures[name])} times within "
+            f"{self._period:g} s (intensity {self._intensity}); bring the application down and up again to retry",
+            str(record))
+        logger.error("%s", given_up)
+        if child is None:
+            # A restart that failed: its component is in the System's books, not among the children.
+            # (ComponentContext offers no lookup; reported.)
+            child = self.context._runtime.components.get((*self.context.path, name))
+        if child is not None:
+            shown = child
+            shown.record = TerminationRecord(given_up.kind, given_up.description, shown.path, given_up.cause)
+            # The runtime dropped it from the children; put it back, after any pending removal, so
+            # `sd-actors status` shows it failed with this record (sticky until down).
+            self.context.call_soon(lambda: None if shown in self.context.ref.children
+                                   else self.context.ref.children.append(shown))
+
+    def _host_of(self, description: ComponentDescription) -> str:
+        """The endpoint of the daemon a child's description places it on ("" outside a daemon)."""
+        if self._services is None:
+            return ""
+        host = description.get("sfProcessHost")
+        if not isinstance(host, str) or not host or self._services.is_this_host(host):
+            return self._services.own_endpoint
+        return endpoint_of_host(host)
+
+
+def _whole(context: ComponentContext, name: str, default: int) -> int:
+    value = context.typed_attribute(name, int, default)
+    assert isinstance(value, int)
+    if value < 0:
+        raise DeploymentError(f"{':'.join(context.path)}: attribute {name!r} is {value}; it must be 0 or more")
+    return value
+
+
+def _seconds(context: ComponentContext, name: str, default: float, *, positive: bool = False) -> float:
+    value = context.typed_attribute(name, (int, float), default)
+    assert isinstance(value, int | float)
+    if value < 0 or (positive and value == 0):
+        wanted = "more than 0" if positive else "0 or more"
+        raise DeploymentError(f"{':'.join(context.path)}: attribute {name!r} is {value:g} seconds; it must be "
+                              f"{wanted}")
+    return float(value)
+
+
+@hookimpl
+def sd_actors_component_types() -> Mapping[str, type[Component]]:
+    return {"sd_actors.policies.HARestarter": HARestarter}
