@@ -4,7 +4,7 @@ across three hosts (network namespaces, a daemon and a test-driver hypervisor ea
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,9 @@ from sd_actors.policies import (
     weigh,
 )
 from tests.plugins.hosts_xml import write_test_host
+from tests.policies.scheduling_pool import HOST_MEMORY_MIB, SchedulingPool, open_scheduling_pool, scheduled_vms
+
+pytest_plugins = ["tests.hosts.fixtures"]
 
 VM_512 = PlacementRequest(name="app:vms:vm1", memory_mib=512, vcpus=1)
 
@@ -235,3 +238,71 @@ def test_hook_sd_actors_place_unanswered_for_an_unknown_policy_fails_naming_it(h
 
     assert "no plugin places by policy 'last'; the built-in policies are spread, pack and fewestVMs" in \
         failure.value.record.description
+
+
+# -- across three hosts ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pool(requires_netns: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchedulingPool]:
+    """Three hosts of 4 CPUs and 3072 MiB, shared by the tests below (each takes its apps down)."""
+    yield from open_scheduling_pool(tmp_path_factory.mktemp("pool"))
+
+
+def test_the_scheduler_spreads_twelve_vms_over_three_hosts_by_free_memory(pool: SchedulingPool) -> None:
+    source = pool.write("spread.sf", scheduled_vms(pool, count=12, memory=256))
+
+    result = pool.cli("up", str(source), "--name", "spread", "--host", pool.endpoint("h1"))
+    placed = pool.started_vms()
+    pool.down("spread")
+    pool.wait_until_no_vms()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert placed == {"h1": [f"spread:vms:vm{i}" for i in (1, 10, 4, 7)],
+                      "h2": [f"spread:vms:vm{i}" for i in (11, 2, 5, 8)],
+                      "h3": [f"spread:vms:vm{i}" for i in (12, 3, 6, 9)]}
+
+
+def test_when_no_host_has_room_up_fails_naming_each_host_and_the_filter_that_removed_it(
+        pool: SchedulingPool) -> None:
+    nowhere = str(pool.hosts.network.network_address + 200)
+    source = pool.write("big.sf", scheduled_vms(pool, count=1, memory=4096, hosts=("h1", "h2", "h3", nowhere)))
+
+    result = pool.cli("up", str(source), "--name", "big", "--host", pool.endpoint("h1"))
+    placed = pool.started_vms()
+
+    assert result.returncode == 1
+    h1, h2, h3 = (pool.address(h) for h in ("h1", "h2", "h3"))
+    assert (f"no host fits big:vms:vm1 (memory 4096 MiB, 1 vcpus): {h1}: free memory 3072 MiB < 4096; {h2}: free "
+            f"memory 3072 MiB < 4096; {h3}: free memory 3072 MiB < 4096; {nowhere}: not in the pool") in result.stdout
+    assert placed == {"h1": [], "h2": [], "h3": []}
+
+
+def test_a_full_host_is_named_with_its_vm_count_when_the_scheduler_caps_it(pool: SchedulingPool) -> None:
+    source = pool.write("capped.sf", scheduled_vms(pool, count=4, memory=256, scheduler="maxVMsPerHost 1;"))
+
+    result = pool.cli("up", str(source), "--name", "capped", "--host", pool.endpoint("h2"))
+
+    assert result.returncode == 1
+    h1, h2, h3 = (pool.address(h) for h in ("h1", "h2", "h3"))
+    assert (f"no host fits capped:vms:vm4 (memory 256 MiB, 1 vcpus): {h1}: VM count 1 = max 1; {h2}: VM count 1 = "
+            f"max 1; {h3}: VM count 1 = max 1") in result.stdout
+    assert pool.started_vms() == {"h1": [], "h2": [], "h3": []}
+
+
+def test_two_ups_at_once_from_two_hosts_never_overbook_a_host(pool: SchedulingPool) -> None:
+    ups = []
+    for app, host in (("first", "h1"), ("second", "h2")):
+        source = pool.write(f"{app}.sf", scheduled_vms(pool, count=12, memory=512, prefix=f"{app}-"))
+        ups.append(pool.cli_nowait("up", str(source), "--name", app, "--host", pool.endpoint(host)))
+    outputs = [up.communicate(timeout=120)[0] for up in ups]
+
+    placed = pool.started_vms()
+    pool.down("first", "h1")
+    pool.down("second", "h2")
+    pool.wait_until_no_vms()
+
+    per_host = HOST_MEMORY_MIB // 512
+    assert all(len(vms) <= per_host for vms in placed.values()), placed
+    failed = [output for up, output in zip(ups, outputs, strict=True) if up.returncode != 0]
+    assert failed, outputs
+    assert all("no host fits" in output for output in failed), failed
+    assert sum(len(vms) for vms in placed.values()) == 12 * (2 - len(failed))
