@@ -16,6 +16,7 @@ METADATA_NAMESPACE: Final = "http://sd-actors.org/xmlns/domain/1"
 """The namespace of sd-actors' ``<metadata>`` element: a domain that carries it was defined by sd-actors."""
 
 DISK_KINDS: Final = ("root", "swap")
+DISK_FORMATS: Final = ("raw", "qcow2")
 
 _BUS_BY_PREFIX: Final = (("xvd", "xen"), ("vd", "virtio"), ("sd", "scsi"), ("hd", "ide"))
 """The disk bus a target device name implies (longest prefix first: ``xvda`` is not ``vd…``)."""
@@ -52,6 +53,8 @@ class Disk:
     """The device name in the guest: ``vda`` (virtio), ``xvda`` (Xen), ``sda``, ``hda``."""
     kind: str
     """``root`` or ``swap``."""
+    format: str = "raw"
+    """What the file holds: ``raw`` (the bytes the guest sees) or ``qcow2``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +102,9 @@ class DomainSpec:
         for disk in self.disks:
             if disk.kind not in DISK_KINDS:
                 raise ValueError(f"disk {disk.target!r} is of kind {disk.kind!r}; give one of {', '.join(DISK_KINDS)}")
+            if disk.format not in DISK_FORMATS:
+                raise ValueError(f"disk {disk.target!r} is of format {disk.format!r}; give one of "
+                                 f"{', '.join(DISK_FORMATS)}")
             disk_bus(disk.target)
             if targets.count(disk.target) > 1:
                 raise ValueError(f"two disks have target {disk.target!r}; give each its own device name")
@@ -172,6 +178,8 @@ def domain_xml(spec: DomainSpec) -> str:
     for disk in spec.disks:
         block = disk.source.startswith("/dev/")
         element = ET.SubElement(devices, "disk", type="block" if block else "file", device="disk")
+        if disk.format != "raw":  # raw is what libvirt assumes (it never probes a format: a guest could fake one)
+            ET.SubElement(element, "driver", name="qemu", type=disk.format)
         ET.SubElement(element, "source", {"dev" if block else "file": disk.source})
         ET.SubElement(element, "target", dev=disk.target, bus=disk_bus(disk.target))
     if spec.network is None:

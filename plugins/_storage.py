@@ -3,10 +3,14 @@
 ``LoopbackStorageBackend`` keeps each volume as a file of a libvirt ``dir`` pool on this host.
 A machine's root volume gets a filesystem made with ``makeFs`` and filled from ``baseImage``
 without mounting anything: a tar or tar.gz of a root tree is unpacked into a temporary folder
-and handed to ``mkfs.ext* -d``; an image file is copied in as it is. The swap volume gets
-``mkswap``. On teardown the root filesystem's files can be archived (read back with
-``debugfs rdump``, again without mounting), then the volumes are kept or deleted by
-``keepVolumes``.
+and handed to ``mkfs.ext* -d``; an image file is copied in as it is (converted by ``qemu-img``
+when it is not raw). The swap volume gets ``mkswap``. On teardown the root filesystem's files can
+be archived (read back with ``debugfs rdump``, again without mounting), then the volumes are kept
+or deleted by ``keepVolumes``. Nothing is ever mounted, so ``tempMountPoint`` is never needed.
+
+With ``volumeFormat "qcow2"`` the volumes are qcow2 files libvirt creates; filesystems and swap
+are made in a raw scratch file that ``qemu-img convert`` then writes into the volume, and a saved
+image is read from a raw copy.
 
 Ownership (reliability rule 4): libvirt keeps no metadata on pools or volumes, so sd-actors marks
 what it creates with an extended attribute on the file (``user.sd-actors.owner`` on a volume,
@@ -75,6 +79,8 @@ DEFAULTS: Final[Mapping[str, object]] = {
 """The 2007 defaults, as in ch/cern/openlab/smartdomains/components.sf."""
 
 SAVE_EXTENSIONS: Final = ("tar", "tar.gz")
+VOLUME_FORMATS: Final = ("raw", "qcow2")
+_QCOW2_MAGIC: Final = b"QFI\xfb"
 _SIZE: Final = re.compile(r"\s*(\d+)\s*([kmgt])\s*", re.IGNORECASE)
 _UNITS: Final = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _MKE2FS: Final = re.compile(r"(mkfs\.ext[234]|mke2fs)")
@@ -284,7 +290,7 @@ class _Held:
     settings: VolumeSettings
     root: _Volume
     swap: _Volume | None
-    disks: tuple[tuple[str, str, str], ...]
+    disks: tuple[tuple[str, ...], ...]
 
 
 class LoopbackStorageBackend(Component):
@@ -311,6 +317,7 @@ class LoopbackStorageBackend(Component):
         self._uri = DEFAULT_HYPERVISOR
         self._pool_name = DEFAULT_POOL_NAME
         self._pool_path = DEFAULT_POOL_PATH
+        self._format = "raw"
         self._connection: libvirt.virConnect | None = None
         self._pool: libvirt.virStoragePool | None = None
         self._defined_pool = False
@@ -322,10 +329,12 @@ class LoopbackStorageBackend(Component):
         context = self.context
         self._pool_name = self._text("poolName", DEFAULT_POOL_NAME)
         self._pool_path = os.path.abspath(self._text("poolPath", DEFAULT_POOL_PATH))
-        volume_format = self._text("volumeFormat", "raw")
-        if volume_format != "raw":
-            raise StorageError(f"{self._where}: volumeFormat is {volume_format!r}; only raw volumes can be filled "
-                               "without mounting here, so give \"raw\"")
+        self._format = self._text("volumeFormat", "raw")
+        if self._format not in VOLUME_FORMATS:
+            raise StorageError(f"{self._where}: volumeFormat is {self._format!r}; give \"raw\" or \"qcow2\"")
+        if self._format == "qcow2" and shutil.which("qemu-img") is None:
+            raise StorageError(f"{self._where}: qcow2 volumes are written with qemu-img, which is not on this host; "
+                               "install it (Debian: apt-get install qemu-utils) or give volumeFormat \"raw\"")
         self._uri = self._text("hypervisor", DEFAULT_HYPERVISOR)
         parts = urlsplit(self._uri)
         if parts.scheme.split("+")[0] == "test" or parts.hostname not in (None, "", "localhost"):
@@ -364,7 +373,8 @@ class LoopbackStorageBackend(Component):
     # -- the public surface, called by VMs through their storageBackend link ----------------------------
     def volumes_for(self, domain: str, attributes: Mapping[str, object] | None = None,
                     target_prefix: str = "vd") -> list[list[str]]:
-        """The disks of machine ``domain``, made now unless it already holds them: ``[[source, target, kind], …]``.
+        """The disks of machine ``domain``, made now unless it already holds them: ``[[source, target, kind], …]``
+        (a fourth part, ``"qcow2"``, for a qcow2 volume).
 
         :param domain: the machine's libvirt domain name; the volumes are named after it (or after
             ``volumeBaseName``): ``NAME.img`` (root, target ``<prefix>a``) and ``NAME-swap.img``
@@ -398,14 +408,15 @@ class LoopbackStorageBackend(Component):
             if swap is None and settings.swap_size:
                 swap = self._create(settings.swap_name, settings.swap_size, settings.domain)
                 made.append(swap)
-                self._run(["mkswap", swap.path], f"make the swap space of volume {swap.name!r}")
+                self._through_raw(swap, settings.swap_size, lambda path: self._run(
+                    ["mkswap", path], f"make the swap space of volume {swap.name!r}"))
         except BaseException:
             for volume in reversed(made):
                 self._delete(volume)
             raise
-        disks = [(root.path, f"{target_prefix}a", "root")]
+        disks = [_disk(root.path, f"{target_prefix}a", "root")]
         if swap is not None:
-            disks.append((swap.path, f"{target_prefix}b", "swap"))
+            disks.append(_disk(swap.path, f"{target_prefix}b", "swap"))
         self._held[domain] = _Held(settings=settings, root=root, swap=swap, disks=tuple(disks))
         logger.info("%s: volumes of %r ready: %s", self._where, domain, ", ".join(disk[0] for disk in disks))
         return [list(disk) for disk in disks]
@@ -448,8 +459,13 @@ class LoopbackStorageBackend(Component):
         if not os.path.isdir(folder):
             raise StorageError(f"{self._where}: saveImagePath {folder!r} is not a folder; create it or fix the path "
                                f"(the root volume {volume_path} is kept)")
-        with self._scratch("save") as tree:
-            result = self._run(["debugfs", "-R", f"rdump / {tree}", volume_path],
+        with self._scratch("save") as tree, self._scratch("raw") as raw_folder:
+            readable = volume_path
+            if _is_qcow2(volume_path):  # debugfs reads raw filesystems only
+                readable = os.path.join(raw_folder, "root.raw")
+                self._run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", volume_path, readable],
+                          f"read the qcow2 volume {volume_path} for saveImage")
+            result = self._run(["debugfs", "-R", f"rdump / {tree}", readable],
                                f"read the files of {volume_path} for saveImage")
             problems = [line for line in result.stderr.splitlines() if line and not line.startswith("debugfs ")]
             if problems:
@@ -554,10 +570,12 @@ class LoopbackStorageBackend(Component):
             programs.append("mkswap")
         if settings.save_image:
             programs.append("debugfs")
+        if image is not None and not _is_tar(image) and _is_qcow2(image):
+            programs.append("qemu-img")
         for program in programs:
             if shutil.which(program) is None:
                 package = "e2fsprogs" if _MKE2FS.fullmatch(os.path.basename(program)) or program == "debugfs" else (
-                    "util-linux" if program == "mkswap" else None)
+                    {"mkswap": "util-linux", "qemu-img": "qemu-utils"}.get(program))
                 hint = f" (Debian: apt-get install {package})" if package else ""
                 raise StorageError(f"{self._where}: {program!r} is not a program on this host; install it{hint} or "
                                    "change makeFs")
@@ -596,7 +614,8 @@ class LoopbackStorageBackend(Component):
 
     def _create(self, name: str, size: int, domain: str) -> _Volume:
         pool = self._pool_or_fail()
-        volume = self._libvirt(lambda: pool.createXML(volume_xml(name, size), 0), f"create volume {name!r} in")
+        volume = self._libvirt(lambda: pool.createXML(volume_xml(name, size, self._format), 0),
+                               f"create volume {name!r} in")
         created = _Volume(name=name, path=volume.path(), created=True)
         try:
             self._mark_volume(created, domain, held=True)
@@ -625,22 +644,50 @@ class LoopbackStorageBackend(Component):
         image = settings.base_image
         doing = f"make the root filesystem of volume {root.name!r} with {shlex.join(settings.make_fs)}"
         if image is None:
-            self._run([*settings.make_fs, *_quiet(settings.make_fs), root.path], doing)
+            self._through_raw(root, settings.root_size, lambda path: self._run(
+                [*settings.make_fs, *_quiet(settings.make_fs), path], doing))
         elif _is_tar(image):
             with self._scratch("base") as tree:
                 self._run(["tar", "-x", "-f", image, "-C", tree, "--numeric-owner",
                            *(["--same-owner", "--same-permissions"] if os.geteuid() == 0 else [])],
                           f"unpack baseImage {image!r}")
-                self._run([*settings.make_fs, *_quiet(settings.make_fs), "-d", tree, root.path], doing,
-                          hint=f"if it ran out of space, volumeSize {format_size(settings.root_size)} is too small "
-                               f"for the files of baseImage {image!r}: give a larger volumeSize")
+                self._through_raw(root, settings.root_size, lambda path: self._run(
+                    [*settings.make_fs, *_quiet(settings.make_fs), "-d", tree, path], doing,
+                    hint=f"if it ran out of space, volumeSize {format_size(settings.root_size)} is too small "
+                         f"for the files of baseImage {image!r}: give a larger volumeSize"))
         else:
-            image_size = os.path.getsize(image)
+            image_format = "qcow2" if _is_qcow2(image) else "raw"
+            image_size = self._virtual_size(image) if image_format == "qcow2" else os.path.getsize(image)
             if image_size > settings.root_size:
                 raise StorageError(f"{self._where}: baseImage {image!r} ({format_size(image_size)}) does not fit in "
                                    f"volumeSize {format_size(settings.root_size)}; give volumeSize of at least "
                                    f"{format_size(image_size)}")
-            _copy_sparse(image, root.path)
+            if image_format == self._format == "raw":
+                _copy_sparse(image, root.path)
+            else:  # -n: into the volume libvirt made (its mark and size stay)
+                self._run(["qemu-img", "convert", "-n", "-f", image_format, "-O", self._format, image, root.path],
+                          f"write baseImage {image!r} into volume {root.name!r}")
+
+    def _through_raw(self, volume: _Volume, size: int, make: Callable[[str], object]) -> None:
+        """Run ``make`` on the volume's raw bytes: the volume itself, or a raw scratch file written into qcow2."""
+        if self._format == "raw":
+            make(volume.path)
+            return
+        with self._scratch("raw") as folder:
+            raw = os.path.join(folder, "volume.raw")
+            with open(raw, "wb") as scratch:
+                scratch.truncate(size)
+            make(raw)
+            self._run(["qemu-img", "convert", "-n", "-f", "raw", "-O", self._format, raw, volume.path],
+                      f"write volume {volume.name!r} as {self._format}")
+
+    def _virtual_size(self, image: str) -> int:
+        """The size the guest sees of a qcow2 ``image``, from ``qemu-img info``."""
+        result = self._run(["qemu-img", "info", "--output=json", image], f"read the size of baseImage {image!r}")
+        try:
+            return int(json.loads(result.stdout)["virtual-size"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise StorageError(f"{self._where}: qemu-img info gave no virtual size for baseImage {image!r}") from error
 
     # -- helpers -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -688,6 +735,20 @@ class LoopbackStorageBackend(Component):
 
 def _is_tar(path: str) -> bool:
     return path.endswith(_TAR_SUFFIXES) or tarfile.is_tarfile(path)
+
+
+def _is_qcow2(path: str) -> bool:
+    """True when the file at ``path`` starts as a qcow2 image does (its format, not its name)."""
+    try:
+        with open(path, "rb") as reading:
+            return reading.read(len(_QCOW2_MAGIC)) == _QCOW2_MAGIC
+    except OSError:
+        return False
+
+
+def _disk(path: str, target: str, kind: str) -> tuple[str, ...]:
+    """A VM's disk entry: ``(source, target, kind)``, and the format when it is not raw."""
+    return (path, target, kind, "qcow2") if _is_qcow2(path) else (path, target, kind)
 
 
 def _quiet(make_fs: tuple[str, ...]) -> list[str]:

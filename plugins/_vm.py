@@ -420,16 +420,17 @@ def _whole(attribute: str, value: object) -> int:
 
 
 def _disks(value: object) -> tuple[Disk, ...]:
-    """The ``disks`` attribute: ``[| [|"/path/root.img", "vda", "root"|], … |]``."""
+    """The ``disks`` attribute: ``[| [|"/path/root.img", "vda", "root"|], … |]``, a 4th part the format (qcow2)."""
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise ValueError(f"disks is {value!r}; give a vector of [|source, target, kind|] vectors")
     disks = []
     for entry in value:
-        if (not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 3
+        if (not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) not in (3, 4)
                 or not all(isinstance(part, str) for part in entry)):
-            raise ValueError(f"disk {entry!r} is not [|source, target, kind|], e.g. [|\"/images/vm1.img\", \"vda\", "
-                             "\"root\"|]")
-        disks.append(Disk(source=entry[0], target=entry[1], kind=entry[2]))
+            raise ValueError(f"disk {entry!r} is not [|source, target, kind|] (or [|source, target, kind, format|]), "
+                             "e.g. [|\"/images/vm1.img\", \"vda\", \"root\"|]")
+        source, target, kind, *volume_format = entry
+        disks.append(Disk(source=source, target=target, kind=kind, format=volume_format[0] if volume_format else "raw"))
     return tuple(disks)
 
 

@@ -25,11 +25,12 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # libvirt-daemon: libvirtd with its storage driver (dir and logical pools; Debian 12 has no separate
 # libvirt-daemon-driver-storage) and, as a dependency, libvirt-daemon-driver-qemu: the storage tests start it
 # by hand as root. e2fsprogs: mkfs.ext* -d fills a root volume and debugfs reads it back, without mounting.
+# qemu-utils: qemu-img writes and reads qcow2 volumes (LoopbackStorageBackend volumeFormat "qcow2").
 # Real guests (tests/plugins/guest.py builds one, tests/plugins/test_guest_boot.py boots it): qemu-system-x86
 # runs them (domain type qemu, TCG); linux-image-amd64 gives the kernel (/boot/vmlinuz-*) and its modules;
 # busybox-static, kmod (depmod -b, modprobe --show-depends) and cpio make the initramfs. About 45 s and
 # 500 MB (mostly the kernel's modules) on a fresh Debian 12.
-debian_packages=(libvirt-dev pkg-config gcc python3-dev python3-venv iproute2 libvirt-clients libxml2-utils
+debian_packages=(libvirt-dev pkg-config gcc python3-dev python3-venv iproute2 libvirt-clients libxml2-utils qemu-utils
                  libvirt-daemon e2fsprogs qemu-system-x86 linux-image-amd64 busybox-static kmod cpio)
 
 missing=()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import grp
+import json
 import os
 import pwd
 import re
@@ -23,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import libvirt
 import pytest
@@ -591,8 +592,8 @@ def test_a_detached_vm_and_backend_keep_domain_and_volumes_and_the_next_system_r
 
 
 def test_the_library_vm_carries_the_2007_storage_defaults_the_backend_applies() -> None:
-    config = parse_string('#include "ch/cern/openlab/smartdomains/components.sf"\n'
-                          'sfConfig extends Compound { vm extends VM { domainName "vm1"; } }')
+    config: Any = parse_string('#include "ch/cern/openlab/smartdomains/components.sf"\n'
+                               'sfConfig extends Compound { vm extends VM { domainName "vm1"; } }')
 
     assert {name: config["vm"][name] for name in DEFAULTS} == dict(DEFAULTS)
 
@@ -622,3 +623,76 @@ def test_a_vm_storage_attribute_wins_over_its_backends_which_wins_over_the_defau
 
     assert sizes == {f"{plain}.img": 8 * 1024**2, f"{sized}.img": 12 * 1024**2, f"{sized}-swap.img": 4 * 1024**2}
     assert volume_names(connection, pool_name) == {f"{plain}.img"}  # the backend's keepVolumes true; the VM's false
+
+
+def qemu_img_info(path: Path) -> dict[str, object]:
+    result = subprocess.run(["qemu-img", "info", "--output=json", str(path)], capture_output=True, text=True,
+                            check=True)
+    info: dict[str, object] = json.loads(result.stdout)
+    return info
+
+
+def test_qcow2_volumes_hold_the_base_image_and_swap_and_their_files_can_be_saved(
+        system: System, connection: libvirt.virConnect, pool: tuple[str, Path], base_image: Path,
+        tmp_path: Path) -> None:
+    pool_name, folder = pool
+    domain = f"sd-{uuid.uuid4().hex[:8]}"
+    description = parse_string(f"""
+        #include "ch/cern/openlab/smartdomains/components.sf"
+        sfConfig extends Compound {{
+            disks extends LoopbackStorageBackend {{
+                poolName "{pool_name}"; poolPath "{folder}"; makeFs "mkfs.ext4"; volumeFormat "qcow2";
+            }}
+            web extends VM {{
+                domainName "{domain}"; hypervisor "test:///default"; storageBackend LAZY ATTRIB disks;
+                volumeSize "16m"; swapSize "4m"; baseImage "{base_image}"; keepVolumes false;
+                saveImage true; saveImagePath "{tmp_path}"; saveImageExtension "tar";
+            }}
+        }}
+    """)
+
+    system.deploy(description, name="pool")
+
+    root, swap = folder / f"{domain}.img", folder / f"{domain}-swap.img"
+    assert (qemu_img_info(root)["format"], qemu_img_info(root)["virtual-size"]) == ("qcow2", 16 * 1024**2)
+    assert (qemu_img_info(swap)["format"], qemu_img_info(swap)["virtual-size"]) == ("qcow2", 4 * 1024**2)
+    raw_swap = tmp_path / "swap.raw"
+    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(swap), str(raw_swap)], check=True)
+    with open(raw_swap, "rb") as reading:
+        reading.seek(SWAP_SIGNATURE_OFFSET)
+        assert reading.read(10) == b"SWAPSPACE2"
+    test_driver = open_connection("test:///default")
+    try:
+        xml = test_driver.lookupByName(domain).XMLDesc()
+    finally:
+        test_driver.close()
+    assert "<driver name='qemu' type='qcow2'/>" in xml
+    system.terminate("pool")
+    with tarfile.open(tmp_path / f"{domain}.tar") as saved:
+        hostname = saved.extractfile("etc/hostname")
+        assert hostname is not None
+        assert hostname.read() == b"guest1\n"
+    assert not pool_exists(connection, pool_name)
+
+
+def test_a_qcow2_base_image_file_is_converted_into_a_raw_volume(
+        system: System, connection: libvirt.virConnect, pool: tuple[str, Path], tmp_path: Path) -> None:
+    raw_image = tmp_path / "disk.raw"
+    raw_image.write_bytes(b"BOOT" + bytes(70_000) + b"END")
+    qcow2_image = tmp_path / "disk.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw_image), str(qcow2_image)], check=True)
+
+    system.deploy(backend(pool, domainName="guest1", baseImage=str(qcow2_image), swapSize="0"), name="disks")
+
+    _pool_name, folder = pool
+    assert (folder / "guest1.img").read_bytes()[:len(raw_image.read_bytes())] == raw_image.read_bytes()
+    assert (folder / "guest1.img").stat().st_size == 16 * 1024**2
+
+
+def test_an_unknown_volume_format_is_refused_naming_the_formats(
+        system: System, connection: libvirt.virConnect, pool: tuple[str, Path]) -> None:
+    with pytest.raises(ComponentFailed) as excinfo:
+        system.deploy(backend(pool, volumeFormat="vmdk"), name="disks")
+
+    assert "volumeFormat is 'vmdk'; give \"raw\" or \"qcow2\"" in excinfo.value.record.description
+    assert not pool_exists(connection, pool[0])

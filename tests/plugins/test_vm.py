@@ -17,7 +17,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import libvirt
 import pytest
@@ -260,7 +260,8 @@ def test_the_test_driver_offers_the_test_domain_type() -> None:
     {"domain_type": "xen", "kernel": "/boot/vmlinuz", "ramdisk": "/boot/initrd.img", "extra": "fastboot",
      "disks": (Disk(source="/dev/vg0/web1", target="xvda", kind="root"),)},
     {"domain_type": "xen", "name": "a<b & \"c\""},
-], ids=["kvm direct boot", "qemu on a network", "xen paravirtual", "xen hvm with an odd name"])
+    {"domain_type": "kvm", "disks": (Disk(source="/images/web1.qcow2", target="vda", kind="root", format="qcow2"),)},
+], ids=["kvm direct boot", "qemu on a network", "xen paravirtual", "xen hvm with an odd name", "kvm on qcow2"])
 def test_the_generated_xml_is_valid_for_libvirts_domain_schema(tmp_path: Path, changes: dict[str, object]) -> None:
     document = tmp_path / "domain.xml"
     document.write_text(domain_xml(spec(**changes)))
@@ -612,13 +613,15 @@ def test_without_any_hypervisor_setting_the_test_driver_is_used(system: System, 
     ({"hostname": "my host"}, "hostname is 'my host'"),
     ({"disks": "/images/a.img"}, "disks is '/images/a.img'; give a vector of [|source, target, kind|] vectors"),
     ({"disks": [["/images/a.img", "vda"]]}, "is not [|source, target, kind|]"),
+    ({"disks": [["/images/a.img", "vda", "root", "vmdk"]]}, "disk 'vda' is of format 'vmdk'; give one of raw, qcow2"),
     ({"domainLivenessDelay": 0}, "domainLivenessDelay is 0; give milliseconds above 0"),
     ({"hypervisor": "nosuchdriver:///"}, "cannot connect to hypervisor 'nosuchdriver:///'"),
     ({"kernel": "/nonexistent/vmlinuz", "hypervisor": "qemu:///system"},
      "kernel '/nonexistent/vmlinuz' is not a file on this host; fix the path"),
     ({"domainName": "a/b"}, "cannot define domain 'a/b' on test:///default: XML error: name a/b cannot contain '/'"),
 ], ids=["memory with a unit", "no vcpus", "boolean memory", "hostname with a space", "disks not a vector",
-        "disk of two parts", "no liveness delay", "unknown hypervisor", "missing kernel", "libvirt refuses"])
+        "disk of two parts", "disk of an unknown format", "no liveness delay", "unknown hypervisor", "missing kernel",
+        "libvirt refuses"])
 def test_bad_input_fails_the_deploy_saying_what_to_fix_and_defines_nothing(
         system: System, connection: libvirt.virConnect, name: str, attributes: dict[str, object],
         message: str) -> None:
@@ -686,11 +689,11 @@ def test_the_schemas_refuse_disks_network_and_a_backends_hypervisor_of_the_wrong
 
 
 def test_the_schemas_accept_a_backends_hypervisor_and_a_2007_temp_mount_point() -> None:
-    config = parse_string('#include "ch/cern/openlab/smartdomains/components.sf"\n'
-                          'sfConfig extends Compound {\n'
-                          '  disks extends LoopbackStorageBackend { hypervisor "qemu:///system"; }\n'
-                          '  vm extends VM { domainName "vm1"; tempMountPoint "/tmp/mnt"; }\n'
-                          '}')
+    config: Any = parse_string('#include "ch/cern/openlab/smartdomains/components.sf"\n'
+                               'sfConfig extends Compound {\n'
+                               '  disks extends LoopbackStorageBackend { hypervisor "qemu:///system"; }\n'
+                               '  vm extends VM { domainName "vm1"; tempMountPoint "/tmp/mnt"; }\n'
+                               '}')
 
     assert config["disks"]["hypervisor"] == "qemu:///system"
     assert config["vm"]["tempMountPoint"] == "/tmp/mnt"
