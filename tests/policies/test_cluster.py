@@ -9,6 +9,7 @@ the running cluster.
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -227,3 +228,45 @@ def test_up_again_with_a_changed_size_scales_the_running_cluster_4_6_3(tmp_path:
         daemon.start()
         eventually(lambda: members_in_status(user, daemon) == [f"{prefix}-{number}" for number in range(3)],
                    timeout=20, what="the three members back after a restart")
+
+
+# -- composed with the other policies ----------------------------------------------------------------
+
+
+def test_an_harestarter_around_a_schedulee_around_a_cluster_each_does_its_part(
+        system: System, prefix: str, hypervisor: libvirt.virConnect) -> None:
+    source = f"""#include "/ch/cern/openlab/smartdomains/components.sf"
+sfConfig extends Compound {{
+    placer extends Scheduler {{ hosts [|"localhost"|]; }}
+    ha extends HARestarter {{
+        vms extends Schedulee {{
+            scheduler LAZY ATTRIB placer;
+            cluster extends VirtualCluster {{
+                size 3;
+                naming "{prefix}-%d";
+                template extends ClusterNode {{ memory 256; hypervisor "{HYPERVISOR}"; }}
+            }}
+        }}
+    }}
+}}
+"""
+    system.deploy(parse_string(source), name="c")
+    cluster = system.lookup("c:ha:vms:cluster")
+    first = running_domains(hypervisor, prefix)
+    redeployed = threading.Event()
+    system.subscribe(lambda event: redeployed.set()
+                     if event.path == ("c", "ha", "vms", "cluster") and event.new is State.STARTED else None)
+
+    hypervisor.lookupByName(f"{prefix}-1").destroy()  # behind sd-actors' back: the member fails
+
+    assert redeployed.wait(timeout=10), "the HARestarter did not deploy the Schedulee again"
+    again = system.lookup("c:ha:vms:cluster")
+    assert cluster.description["sfProcessHost"] == "localhost"  # the Scheduler placed the cluster
+    assert cluster.state is State.FAILED  # the member's failure failed the cluster (shared fate) ...
+    assert again is not cluster  # ... and the HARestarter deployed the Schedulee, so the cluster, again
+    assert member_names(system, "c:ha:vms") == [f"{prefix}-0", f"{prefix}-1", f"{prefix}-2"]
+    now = running_domains(hypervisor, prefix)
+    assert sorted(now) == sorted(first)
+    assert now[f"{prefix}-1"] != first[f"{prefix}-1"]  # a new domain in place of the destroyed one
+    restarter = system.lookup("c:ha")
+    assert restarter.call(lambda component: component.statistics()).restarts == 1
