@@ -264,7 +264,14 @@ REPLIES = (RequestFailed, DeployAccepted, ApplicationTerminated, LifecycleNotice
 @wire_message("sd.get_capacity")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GetCapacity:
-    """What the receiving daemon's host has, and what running machines and reservations take of it."""
+    """What the receiving daemon's host has, and what running machines and reservations take of it.
+
+    ``components`` (complete names, ``app:vms:vm1``) with their ``domain_names``: the reply says
+    which of them already run there (a daemon that restarted finds them again where they are).
+    """
+
+    components: tuple[str, ...] = ()
+    domain_names: tuple[str, ...] = ()
 
 
 @wire_message("sd.capacity")
@@ -275,6 +282,7 @@ class HostCapacityInfo:
     used_memory_mib: int
     used_vcpus: int
     vms: int
+    running: tuple[str, ...] = ()
 
 
 @wire_message("sd.reserve")
@@ -291,6 +299,8 @@ class ReserveCapacity:
     domain_name: str = ""
     max_vms: int = 0
     vcpu_ratio: float = 1.0
+    existing: bool = False
+    """The component already runs there: reserve what it takes without checking that it fits."""
 
 
 @wire_message("sd.reservation")

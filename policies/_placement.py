@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
+import libvirt
+
 from sd_actors.actors import DeploymentError, LifecycleEvent, State
 from sd_actors.descriptions import ComponentDescription
 from sd_actors.net._protocol import (
@@ -156,13 +158,15 @@ class HostLedger:
         """The reply to a GetCapacity, ReserveCapacity or ReleaseCapacity request."""
         try:
             match message:
-                case GetCapacity():
-                    return _info(self.capacity(""))
+                case GetCapacity(components=components, domain_names=domain_names):
+                    running = self.running(tuple(zip(components, domain_names, strict=True)))
+                    return _info(self.capacity(""), running)
                 case ReserveCapacity():
                     request = PlacementRequest(name=":".join(message.path), memory_mib=message.memory_mib,
                                                vcpus=message.vcpus, domain_name=message.domain_name)
                     token, refused, capacity = self.reserve(
-                        message.path, request, Limits(max_vms=message.max_vms, vcpu_ratio=message.vcpu_ratio))
+                        message.path, request, Limits(max_vms=message.max_vms, vcpu_ratio=message.vcpu_ratio),
+                        existing=message.existing)
                     return ReservationReply(capacity=_info(capacity), token=token or "", refused=refused or "")
                 case ReleaseCapacity(token=token):
                     self.release(token)
@@ -177,17 +181,43 @@ class HostLedger:
         with self._lock:
             return self._capacity(host)
 
-    def reserve(self, path: tuple[str, ...], request: PlacementRequest, limits: Limits
+    def reserve(self, path: tuple[str, ...], request: PlacementRequest, limits: Limits, *, existing: bool = False
                 ) -> tuple[str | None, str | None, HostCapacity]:
-        """Take a reservation if ``request`` fits: (token, None, capacity after) or (None, why not, capacity)."""
+        """Take a reservation if ``request`` fits: (token, None, capacity after) or (None, why not, capacity).
+
+        ``existing``: the component already runs here (see :meth:`running`); it is not checked again.
+        """
         with self._lock:
             capacity = self._capacity("")
-            refused = unfit_reason(request, capacity, limits)
+            refused = None if existing else unfit_reason(request, capacity, limits)
             if refused is not None:
                 return None, refused, capacity
             token = uuid.uuid4().hex
             self._reservations[token] = _Reservation(path, request, self._clock())
             return token, None, capacity.with_request(request)
+
+    def running(self, components: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+        """Which of ``components`` (complete name, domain name) already run here: their domain is
+        active and its sd-actors metadata names that component (a daemon that restarted left it)."""
+        from sd_actors.plugins import HypervisorError, hypervisor_connection
+        from sd_actors.plugins._domain_xml import read_owner
+
+        if not any(domain for _, domain in components):
+            return ()
+        try:
+            connection = hypervisor_connection(self._runtime, self._hypervisor())
+        except HypervisorError:
+            return ()
+        found = []
+        for component, domain_name in components:
+            try:
+                domain = connection.lookupByName(domain_name)
+                owner = read_owner(domain.XMLDesc()) if domain.isActive() else None
+            except libvirt.libvirtError:
+                continue  # not here
+            if owner is not None and owner.component == component:
+                found.append(component)
+        return tuple(found)
 
     def release(self, token: str) -> None:
         with self._lock:
@@ -279,14 +309,12 @@ def host_ledger(runtime: Runtime) -> HostLedger:
     return ledger
 
 
-def _running_domains(connection: object, names: set[str]) -> tuple[int, int, int]:
+def _running_domains(connection: libvirt.virConnect, names: set[str]) -> tuple[int, int, int]:
     """Memory (MiB), vcpus and count of the running domains among ``names`` (covered by reservations)."""
-    import libvirt
-
     memory_kib = vcpus = count = 0
     for name in names - {""}:
         try:
-            domain = connection.lookupByName(name)  # type: ignore[attr-defined]
+            domain = connection.lookupByName(name)
             if not domain.isActive():
                 continue
             _state, _max_kib, current_kib, domain_vcpus, _cpu_time = domain.info()
@@ -298,10 +326,10 @@ def _running_domains(connection: object, names: set[str]) -> tuple[int, int, int
     return memory_kib // 1024, vcpus, count
 
 
-def _info(capacity: HostCapacity) -> HostCapacityInfo:
+def _info(capacity: HostCapacity, running: tuple[str, ...] = ()) -> HostCapacityInfo:
     return HostCapacityInfo(memory_mib=capacity.memory_mib, vcpus=capacity.vcpus,
                             used_memory_mib=capacity.used_memory_mib, used_vcpus=capacity.used_vcpus,
-                            vms=capacity.vms)
+                            vms=capacity.vms, running=running)
 
 
 def capacity_of(info: HostCapacityInfo, host: str) -> HostCapacity:

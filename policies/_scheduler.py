@@ -82,16 +82,19 @@ class Scheduler(Component):
         All or nothing: when one does not fit anywhere, the reservations taken for the others are
         released and :class:`NoHostFits` says which rule removed which host.
         """
-        views = self._survey()
+        wanted: list[tuple[tuple[str, ...], PlacementRequest]] = []
+        for path, memory, vcpus, domain_name in requests:
+            assert isinstance(path, Sequence)
+            assert isinstance(memory, int)
+            assert isinstance(vcpus, int)
+            names = tuple(str(p) for p in path)
+            wanted.append((names, PlacementRequest(name=":".join(names), memory_mib=memory, vcpus=vcpus,
+                                                   domain_name=str(domain_name))))
+        views, running = self._survey([(request.name, request.domain_name) for _, request in wanted])
         placed: list[list[str]] = []
         try:
-            for path, memory, vcpus, domain_name in requests:
-                assert isinstance(path, Sequence)
-                assert isinstance(memory, int)
-                assert isinstance(vcpus, int)
-                request = PlacementRequest(name=":".join(str(p) for p in path), memory_mib=memory, vcpus=vcpus,
-                                           domain_name=str(domain_name))
-                placed.append(list(self._place_one(tuple(str(p) for p in path), request, views)))
+            for names, request in wanted:
+                placed.append(list(self._place_one(names, request, views, running)))
         except Exception:
             for host, token in placed:
                 self.release(host, token)
@@ -101,11 +104,11 @@ class Scheduler(Component):
     def reserve_on(self, host: str, path: Sequence[str], memory: int, vcpus: int, domain_name: str) -> str:
         """Reserve room on ``host`` (which must be one of this Scheduler's live hosts); the token."""
         request = PlacementRequest(name=":".join(path), memory_mib=memory, vcpus=vcpus, domain_name=domain_name)
-        views = {name: view for name, view in self._survey().items() if name == host}
+        views = {name: view for name, view in self._survey(())[0].items() if name == host}
         if not views:
             raise PolicyError(f"{self.context.ref.name_text}: {host} is not one of its hosts "
                               f"({', '.join(self._host_names())})")
-        return self._place_one(tuple(path), request, views)[1]
+        return self._place_one(tuple(path), request, views, {})[1]
 
     def release(self, host: str, token: str) -> None:
         """Give back a reservation (best effort: a host that does not answer lets it lapse by itself)."""
@@ -123,14 +126,21 @@ class Scheduler(Component):
                  "capacity": None if isinstance(view, str) else {
                      "memory_mib": view.memory_mib, "vcpus": view.vcpus, "used_memory_mib": view.used_memory_mib,
                      "used_vcpus": view.used_vcpus, "vms": view.vms}}
-                for name, view in self._survey().items()]
+                for name, view in self._survey(())[0].items()]
 
     def limits_of(self) -> dict[str, object]:
         return {"max_vms": self.limits.max_vms, "vcpu_ratio": self.limits.vcpu_ratio}
 
     # -- placing one ------------------------------------------------------------------------------------
-    def _place_one(self, path: tuple[str, ...], request: PlacementRequest,
-                   views: dict[str, HostCapacity | str]) -> tuple[str, str]:
+    def _place_one(self, path: tuple[str, ...], request: PlacementRequest, views: dict[str, HostCapacity | str],
+                   running: dict[str, tuple[str, ...]]) -> tuple[str, str]:
+        for name, found in running.items():
+            if request.name in found and not isinstance(views.get(name), str):
+                # It already runs there (its daemon restarted and re-deploys): placing it anywhere
+                # else would make a second copy.
+                token, _, views[name] = self._reserve(name, path, request, existing=True)
+                if token is not None:
+                    return name, token
         reasons: dict[str, str] = {}
         fits: list[HostCapacity] = []
         for name, view in views.items():
@@ -158,16 +168,17 @@ class Scheduler(Component):
             fits.remove(chosen)
         raise NoHostFits(request, {name: reasons[name] for name in views if name in reasons})
 
-    def _reserve(self, host: str, path: tuple[str, ...], request: PlacementRequest
+    def _reserve(self, host: str, path: tuple[str, ...], request: PlacementRequest, *, existing: bool = False
                  ) -> tuple[str | None, str | None, HostCapacity]:
         peers = self._peers()
         if self._is_local(host, peers):
-            token, refused, capacity = host_ledger(self.context._runtime).reserve(path, request, self.limits)
+            token, refused, capacity = host_ledger(self.context._runtime).reserve(path, request, self.limits,
+                                                                                  existing=existing)
             return token, refused, replace(capacity, host=host)
         assert peers is not None
         reply = self._ask(peers, host, ReserveCapacity(
             path=path, memory_mib=request.memory_mib, vcpus=request.vcpus, domain_name=request.domain_name,
-            max_vms=self.limits.max_vms, vcpu_ratio=self.limits.vcpu_ratio))
+            max_vms=self.limits.max_vms, vcpu_ratio=self.limits.vcpu_ratio, existing=existing))
         if not isinstance(reply, ReservationReply):
             raise PolicyError(f"{self.context.ref.name_text}: host {host} could not reserve room for {request.name}: "
                               f"{reply}")
@@ -191,17 +202,22 @@ class Scheduler(Component):
             return True
         return peers is not None and endpoint_of_host(host) == peers.own_endpoint
 
-    def _survey(self) -> dict[str, HostCapacity | str]:
-        """Each host's capacity, or why it cannot take anything (dead, suspect, unknown, silent)."""
+    def _survey(self, components: Sequence[tuple[str, str]]
+                ) -> tuple[dict[str, HostCapacity | str], dict[str, tuple[str, ...]]]:
+        """Each host's capacity, or why it cannot take anything (dead, suspect, unknown, silent); and
+        which of ``components`` (complete name, domain name) already run on each."""
         peers = self._peers()
         members = {m.address: m for m in peers.members()} if peers is not None else {}
         views: dict[str, HostCapacity | str] = {}
+        running: dict[str, tuple[str, ...]] = {}
         for name in self._host_names():
             if self._is_local(name, peers):
+                ledger = host_ledger(self.context._runtime)
                 try:
-                    views[name] = host_ledger(self.context._runtime).capacity(name)
+                    views[name] = ledger.capacity(name)
                 except PolicyError as error:
                     views[name] = str(error)
+                running[name] = ledger.running(components)
                 continue
             if peers is None:
                 views[name] = (f"unreachable: this System has no daemon, so only its own host "
@@ -213,9 +229,11 @@ class Scheduler(Component):
             elif member.state != "alive":
                 views[name] = member.state
             else:
-                reply = self._ask(peers, name, GetCapacity())
+                reply = self._ask(peers, name, GetCapacity(components=tuple(c for c, _ in components),
+                                                           domain_names=tuple(d for _, d in components)))
                 views[name] = capacity_of(reply, name) if isinstance(reply, HostCapacityInfo) else str(reply)
-        return views
+                running[name] = reply.running if isinstance(reply, HostCapacityInfo) else ()
+        return views, running
 
     def _ask(self, peers: Peers, host: str, message: object) -> object:
         """Another host's daemon's answer, or what went wrong, as text."""

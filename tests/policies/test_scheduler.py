@@ -11,7 +11,8 @@ import pytest
 
 from sd_actors.actors import ComponentFailed, State, open_system
 from sd_actors.descriptions import parse_string
-from sd_actors.plugins import hookimpl, make_plugin_manager
+from sd_actors.plugins import hookimpl, hypervisor_connection, make_plugin_manager
+from sd_actors.plugins._domain_xml import DomainSpec, Owner, domain_xml
 from sd_actors.policies import (
     HostCapacity,
     HostLedger,
@@ -208,6 +209,26 @@ def test_a_child_given_an_sfprocesshost_by_its_author_is_not_placed(hypervisor: 
         system.deploy(parse_string(source), name="app")
 
         assert host_ledger(system.runtime).reservations() == {}
+
+
+def test_a_child_whose_domain_already_runs_here_is_placed_here_again_even_on_a_full_host(hypervisor: str) -> None:
+    # What a daemon restarted after leaving its VMs running sees when it re-deploys: placing the
+    # child anywhere else would start a second copy.
+    source = description('a extends VM { domainName "a"; memory 2048; }')
+
+    with open_system(properties={"sd_actors.hypervisor": hypervisor}) as system:
+        connection = hypervisor_connection(system, hypervisor)
+        left = connection.defineXML(domain_xml(DomainSpec(
+            name="a", memory=2048, vcpus=1, domain_type="test",
+            owner=Owner(app="app", component="app:vms:a", host="crashed", process="rootProcess"))))
+        left.create()
+        system.deploy(parse_string(source), name="app")
+        child = system.lookup(("app", "vms", "a"))
+        used = host_ledger(system.runtime).capacity("localhost").used_memory_mib
+
+        assert child.state is State.STARTED
+        assert child.description["sfProcessHost"] == "localhost"
+        assert used == 2048
 
 
 class LastHostPolicy:
