@@ -9,6 +9,9 @@ connection would be invisible to a capacity query made through another.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,6 +20,8 @@ import libvirt
 
 from sd_actors.actors import DeploymentError
 from sd_actors.plugins._libvirt_events import open_connection
+
+logger = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
 
@@ -35,26 +40,60 @@ def hypervisor_connection(owner: SharesObjects, uri: str) -> libvirt.virConnect:
     """The one libvirt connection of ``owner``'s System to the hypervisor at ``uri``.
 
     Opened on first use (libvirt's event loop is registered before, so domain events work) and
-    closed when the System closes: callers never close it. Components pass their
-    ``ComponentContext``; code embedding a System passes the ``System``.
+    closed when the System closes: callers never close it. A connection that died (libvirtd
+    restarted) is opened again on the next call, so ask for it each time rather than keeping it
+    for long. Components pass their ``ComponentContext``; code embedding a System passes the
+    ``System``.
 
     :param owner: a ``ComponentContext`` or a ``System``.
     :param uri: a libvirt URI: ``qemu:///system``, ``test:///default``, ``test:///path/host.xml``…
     :raises HypervisorError: when libvirt cannot connect, saying to what and what to check.
     """
+    hypervisor = owner.shared(("libvirt", uri), lambda: _Hypervisor(uri))
+    if not isinstance(hypervisor, _Hypervisor):  # another kind of object under libvirt's key
+        raise HypervisorError(f"the System's shared object for {uri!r} is {hypervisor!r}, not a libvirt connection")
+    return hypervisor.connection()
 
-    def connect() -> libvirt.virConnect:
-        try:
-            return open_connection(uri)
-        except libvirt.libvirtError as error:
-            raise HypervisorError(f"cannot connect to hypervisor {uri!r}: {error}; give a libvirt URI this host "
-                                  "serves (qemu:///system, xen:///system, test:///default, test:///path/host.xml) "
-                                  "and check that its daemon runs") from error
 
-    connection = owner.shared(("libvirt", uri), connect)
-    if not isinstance(connection, libvirt.virConnect):  # another kind of object under libvirt's key
-        raise HypervisorError(f"the System's shared object for {uri!r} is {connection!r}, not a libvirt connection")
-    return connection
+class _Hypervisor:
+    """The shared connection to one URI: opened on first use, again if it died, closed with the System."""
+
+    def __init__(self, uri: str) -> None:
+        self._uri = uri
+        self._lock = threading.Lock()
+        self._connection: libvirt.virConnect | None = None
+
+    def connection(self) -> libvirt.virConnect:
+        with self._lock:
+            previous = self._connection
+            if previous is not None and _alive(previous):
+                return previous
+            try:
+                self._connection = open_connection(self._uri)
+            except libvirt.libvirtError as error:
+                raise HypervisorError(f"cannot connect to hypervisor {self._uri!r}: {error}; give a libvirt URI this "
+                                      "host serves (qemu:///system, xen:///system, test:///default, "
+                                      "test:///path/host.xml) and check that its daemon runs") from error
+            if previous is not None:
+                logger.warning("the connection to hypervisor %r had died: opened it again", self._uri)
+                with contextlib.suppress(libvirt.libvirtError):
+                    previous.close()
+            return self._connection
+
+    def close(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                connection.close()
+
+
+def _alive(connection: libvirt.virConnect) -> bool:
+    # Local, no round trip: the remote driver answers from its keepalive state.
+    try:
+        return bool(connection.isAlive())
+    except libvirt.libvirtError:  # closed: "invalid connection pointer"
+        return False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -118,6 +118,7 @@ class VM(Component):
         self._owner = Owner(app=context.path[0], component=self._where, host=context.host, process=context.process)
         self._uri = DEFAULT_HYPERVISOR
         self._name = ""
+        self._uuid = ""
         self._connection: libvirt.virConnect | None = None
         self._domain: libvirt.virDomain | None = None
         self._callback_id: int | None = None
@@ -160,8 +161,8 @@ class VM(Component):
         else:
             xml = domain_xml(spec)
             self._domain = self._libvirt(lambda: self._connection_or_fail().defineXML(xml), "define")
-        uuid = self._libvirt(self._domain.UUIDString, "read the UUID of")
-        self.context.set_resource(domain_resource(self._uri, uuid))  # journal first: before it is relied on
+        self._uuid = self._libvirt(self._domain.UUIDString, "read the UUID of")
+        self.context.set_resource(domain_resource(self._uri, self._uuid))  # journal first: before it is relied on
         if self._watching:
             self._watch_events()
 
@@ -191,7 +192,12 @@ class VM(Component):
         domain = self._domain
         try:
             if domain is not None:
-                self._remove(domain)
+                try:
+                    self._remove(domain)
+                except libvirt.libvirtError:
+                    if not self._reconnect():
+                        raise
+                    self._remove(self._domain_or_fail())
                 self.context.set_resource(None)
         finally:
             self._connection = self._domain = None  # the System's connection: closed with the System
@@ -243,6 +249,9 @@ class VM(Component):
                 self._end(ABNORMAL, f"domain {self._name!r} no longer exists on {self._uri}: it was undefined behind "
                                     "sd-actors' back", f"libvirt: {error}")
                 return
+            if self._reconnect():
+                self._look()
+                return
             self._failed_looks += 1
             if self._failed_looks >= self._liveness_factor:
                 self._end(ABNORMAL, f"cannot read the state of domain {self._name!r} on {self._uri} "
@@ -259,6 +268,26 @@ class VM(Component):
         else:
             self._end(ABNORMAL, f"domain {self._name!r} stopped behind sd-actors' back: {state_name.lower()} "
                                 f"({reason_name.lower().replace('_', ' ')})", cause)
+
+    def _reconnect(self) -> bool:
+        """After a libvirt error: if the System opened a new connection (the old one died with its
+        libvirtd), find the domain again by UUID through it and watch it again. False: nothing new."""
+        try:
+            connection = hypervisor_connection(self.context, self._uri)
+        except HypervisorError:
+            return False
+        if connection is self._connection or not self._uuid:
+            return False
+        try:
+            domain = connection.lookupByUUIDString(self._uuid)
+        except libvirt.libvirtError:
+            return False
+        logger.warning("%s: the connection to %s had died: watching domain %r through a new one", self._where,
+                       self._uri, self._name)
+        self._connection, self._domain, self._callback_id = connection, domain, None
+        if self._watching and not self._ending:
+            self._watch_events()
+        return True
 
     def _end(self, kind: str, description: str, cause: str) -> None:
         self._ending = True

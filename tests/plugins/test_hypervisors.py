@@ -7,6 +7,9 @@ System's VMs did is seen only through the System's own connection.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -14,7 +17,7 @@ from typing import Final
 import libvirt
 import pytest
 
-from sd_actors.actors import ComponentSpec, System, open_system
+from sd_actors.actors import ABNORMAL, ComponentSpec, FakeClock, State, System, open_system
 from sd_actors.plugins import (
     HypervisorCapacity,
     HypervisorError,
@@ -23,8 +26,12 @@ from sd_actors.plugins import (
 )
 from sd_actors.plugins._libvirt_events import open_connection
 from tests.plugins.hosts_xml import write_test_host
+from tests.plugins.test_storage import hypervisor  # noqa: F401 (the session libvirtd fixture, reused)
 
 MEMORY_MIB: Final = 64
+WAIT: Final = 10.0
+THROUGH_LIBVIRTD: Final = "test+unix:///default"
+"""libvirtd's own test driver: a connection libvirtd can drop, as a restarted libvirtd does."""
 
 
 @pytest.fixture
@@ -102,3 +109,50 @@ def test_an_unknown_hypervisor_says_which_uri_and_what_to_check(system: System) 
 
     assert "cannot connect to hypervisor 'nosuchdriver:///'" in str(excinfo.value)
     assert "check that its daemon runs" in str(excinfo.value)
+
+
+def test_a_connection_that_died_is_opened_again_on_the_next_call(system: System, tmp_path: Path) -> None:
+    uri = write_test_host(tmp_path, name="host1", cpus=4, memory_mib=2048)
+    first = hypervisor_connection(system, uri)
+
+    first.close()  # what a libvirtd restart does to it, as far as its users can tell
+    again = hypervisor_connection(system, uri)
+
+    assert again is not first
+    assert again.isAlive() == 1
+    assert hypervisor_capacity(again).memory_mib == 2048
+
+
+def libvirtd_clients_of_this_process() -> set[str]:
+    """The ids libvirtd gives this process's connections (virt-admin lists every client with its pid)."""
+    def virt_admin(*arguments: str) -> str:
+        return subprocess.run(["virt-admin", *arguments], capture_output=True, text=True, check=True).stdout
+
+    listing = virt_admin("srv-clients-list", "libvirtd").splitlines()[2:]
+    clients = [line.split()[0] for line in listing if line.strip()]
+    return {client for client in clients
+            if f"unix_process_id: {os.getpid()}\n" in virt_admin("client-info", "libvirtd", client)}
+
+
+def test_a_vm_goes_on_watching_its_domain_after_libvirtd_dropped_the_systems_connection(
+        hypervisor: str) -> None:  # noqa: F811 (the imported fixture)
+    name = f"sd-{uuid.uuid4().hex[:10]}"
+    observer = open_connection(THROUGH_LIBVIRTD)
+    try:
+        before = libvirtd_clients_of_this_process()
+        with open_system(clock=FakeClock(), host="host1") as system:
+            ref = system.deploy(vm(name, THROUGH_LIBVIRTD), name="app")
+            (systems,) = libvirtd_clients_of_this_process() - before
+
+            subprocess.run(["virt-admin", "client-disconnect", "libvirtd", systems], check=True, capture_output=True)
+            ref.call(lambda component: component.ping(), timeout=WAIT)  # its look fails, then it reconnects
+
+            assert ref.state is State.STARTED
+            observer.lookupByName(name).destroy()  # only libvirt's event, on the new connection, can tell it
+            ended = system.wait_for_state("app", {State.TERMINATED, State.FAILED}, timeout=WAIT)
+            assert ended.record is not None
+            assert ended.record.kind == ABNORMAL
+            assert "shutoff (destroyed)" in ended.record.description
+        assert name not in {domain.name() for domain in observer.listAllDomains()}
+    finally:
+        observer.close()
