@@ -9,6 +9,8 @@ from typing import ClassVar, Final
 from sd_actors.actors import Component, ComponentFailed, ComponentRef, DeploymentError, TerminationRecord
 from sd_actors.descriptions import ComponentDescription
 from sd_actors.plugins.hookspecs import hookimpl
+from sd_actors.policies._placement import RESERVATION_ATTRIBUTE, request_of
+from sd_actors.policies._scheduler import Scheduler
 
 HEAD: Final = "head"
 WORKER: Final = "worker"
@@ -24,7 +26,9 @@ class VirtualCluster(Component):
     Member ``n`` is a copy of ``template`` whose component name, ``domainName`` and ``hostname``
     are ``naming % n`` (``"node-%d"`` gives ``node-0``, ``node-1``, …), whose ``ip`` is ``ipBase``
     plus ``n`` (when ``ipBase`` is given) and whose ``role`` is ``"head"`` for member 0 and
-    ``"worker"`` for the others. Members are deployed concurrently when the cluster starts.
+    ``"worker"`` for the others. Members are deployed concurrently when the cluster starts. With
+    ``scheduler`` (a LAZY link to a Scheduler), the Scheduler places each member whose template
+    names no ``sfProcessHost``, as it places a Schedulee's children.
 
     ``size`` may change while the cluster runs (``sd-actors up`` of the changed description):
     members are added, or the highest-numbered are terminated first; the others are not touched.
@@ -39,6 +43,7 @@ class VirtualCluster(Component):
         self._naming()
         self._ip_base()
         self._template()
+        self._scheduler()
 
     def start(self) -> None:
         self._grow(self._size())
@@ -68,8 +73,9 @@ class VirtualCluster(Component):
     # -- adding and removing members ------------------------------------------------------------------
     def _grow(self, size: int) -> None:
         first = len(self.members())
-        futures = [self.context.deploy_child_nowait(self._member_name(n), self._member(n))
-                   for n in range(first, size)]
+        members = {self._member_name(n): self._member(n) for n in range(first, size)}
+        self._place(members)
+        futures = [self.context.deploy_child_nowait(name, member) for name, member in members.items()]
         failure: ComponentFailed | None = None
         for future in futures:  # wait for every one: none may still be deploying when this returns
             try:
@@ -88,6 +94,23 @@ class VirtualCluster(Component):
             member = by_name.get(self._member_name(number))
             if member is not None and member.alive:
                 self.context.terminate_child(member, TerminationRecord.normal(reason, member.path))
+
+    def _place(self, members: dict[str, ComponentDescription]) -> None:
+        """Have the scheduler (if any) give each member a host and reserve its room there, all or none."""
+        scheduler = self._scheduler()
+        unplaced = {name: member for name, member in members.items() if "sfProcessHost" not in member}
+        if scheduler is None or not unplaced:
+            return
+        requests = []
+        for name, member in unplaced.items():
+            path = [*self.context.path, name]
+            request = request_of(member, ":".join(path))
+            requests.append([path, request.memory_mib, request.vcpus, request.domain_name])
+        placements = scheduler.invoke("place", requests)
+        assert isinstance(placements, list)
+        for member, (host, token) in zip(unplaced.values(), placements, strict=True):
+            member.set("sfProcessHost", host)
+            member.set(RESERVATION_ATTRIBUTE, token)
 
     def _member(self, number: int) -> ComponentDescription:
         member = self._template().thaw(self.context.description)
@@ -146,6 +169,16 @@ class VirtualCluster(Component):
             raise ClusterError(f"{self._where('ipBase')} {text!r} leaves no room for {self._size()} consecutive "
                                "addresses; choose a lower ipBase")
         return base
+
+    def _scheduler(self) -> ComponentRef | None:
+        scheduler = self.context.attribute("scheduler", None)
+        if scheduler is None:
+            return None
+        if not isinstance(scheduler, ComponentRef) or not (
+                isinstance(scheduler.component, Scheduler) or scheduler.component_class.endswith("Scheduler")):
+            raise ClusterError(f"{self._where('scheduler')} is {scheduler!r}; give a LAZY link to a Scheduler "
+                               "written before the cluster, e.g. scheduler LAZY ATTRIB simpleScheduler;")
+        return scheduler
 
     def _template(self) -> ComponentDescription:
         template = self.context.attribute("template")

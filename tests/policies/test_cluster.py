@@ -23,6 +23,7 @@ from sd_actors.actors import ComponentFailed, FakeClock, LifecycleEvent, State, 
 from sd_actors.actors._update import UpdateRefused, apply_update, plan_update, running_components
 from sd_actors.descriptions import parse_string
 from tests.actors.daemon_helpers import DaemonProcess, User, eventually, free_port, json_of, running_daemon
+from tests.policies.two_daemons import component_hosts, two_daemons
 
 HYPERVISOR: Final = "test:///default"
 
@@ -270,3 +271,45 @@ sfConfig extends Compound {{
     assert now[f"{prefix}-1"] != first[f"{prefix}-1"]  # a new domain in place of the destroyed one
     restarter = system.lookup("c:ha")
     assert restarter.call(lambda component: component.statistics()).restarts == 1
+
+
+def test_a_cluster_with_a_scheduler_has_its_members_placed_over_the_hosts_and_scaled_there(
+        tmp_path: Path, prefix: str) -> None:
+    user = User.make(tmp_path / "alice")
+    source = tmp_path / "c.sf"
+
+    def description(size: int) -> str:
+        return f"""#include "/ch/cern/openlab/smartdomains/components.sf"
+sfConfig extends Compound {{
+    placer extends Scheduler {{ hosts [|"{pool.entry.host}", "{pool.other}"|]; }}
+    cluster extends VirtualCluster {{
+        size {size};
+        naming "{prefix}-%d";
+        scheduler LAZY ATTRIB placer;
+        template extends ClusterNode {{ memory 2048; }}
+    }}
+}}
+"""
+
+    with two_daemons(user, tmp_path) as pool:
+        source.write_text(description(4))
+        up = user.run("up", str(source), "--insecure", "--host", pool.entry.host)
+        assert up.returncode == 0, up.stdout + up.stderr
+        members = component_hosts(user, pool.entry, "c", 2)
+        # spread: most free memory first, ties in the Scheduler's order of hosts
+        here, there = members[f"{prefix}-0"][1], pool.other
+        assert members == {f"{prefix}-0": ("started", here), f"{prefix}-1": ("started", there),
+                           f"{prefix}-2": ("started", here), f"{prefix}-3": ("started", there)}
+        assert here != there
+
+        source.write_text(description(5))  # two 2 GiB members fill each 4 GiB host
+        full = user.run("up", str(source), "--insecure", "--host", pool.entry.host)
+        assert full.returncode == 1
+        assert f"no host fits c:cluster:{prefix}-4 (memory 2048 MiB, 1 vcpus)" in full.stderr
+        assert "c runs as before" in full.stderr
+
+        source.write_text(description(2))
+        shrunk = user.run("up", str(source), "--insecure", "--host", pool.entry.host)
+        assert shrunk.returncode == 0, shrunk.stdout + shrunk.stderr
+        assert component_hosts(user, pool.entry, "c", 2) == {f"{prefix}-0": ("started", here),
+                                                             f"{prefix}-1": ("started", there)}

@@ -9,7 +9,6 @@ venv, loads it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.actors.daemon_helpers import DaemonProcess, User, eventually, free_port, json_of
-from tests.plugins.hosts_xml import write_test_host
+from tests.actors.daemon_helpers import User, json_of
+from tests.policies.two_daemons import TwoDaemons, component_hosts, two_daemons
 
 PLUGIN_SOURCE = Path(__file__).parent.parent / "third_party_plugin"
 
@@ -59,36 +58,14 @@ def test_sd_actors_plugins_lists_the_installed_plugin_with_its_distribution_vers
 
 
 @pytest.fixture
-def two_hosts(user: User, tmp_path: Path) -> Iterator[tuple[DaemonProcess, str]]:
-    """Two daemons that know each other, each with a simulated hypervisor of 4 CPUs and 4 GiB; the
-    one to talk to, and the host name (``127.0.0.1:PORT``) of the other, which sorts first."""
-    early, late = sorted((free_port(), free_port()), key=str)
-    daemons = [DaemonProcess(user, tmp_path / f"state-{port}", port, "--insecure", "--peer",
-                             f"tcp://127.0.0.1:{other}", "--hypervisor",
-                             write_test_host(tmp_path, name=f"host-{port}", cpus=4, memory_mib=4096),
-                             "--heartbeat-interval", "0.2")
-               for port, other in ((early, late), (late, early))]
-    for daemon in daemons:
-        daemon.start()
-    try:
-        entry = daemons[1]
-
-        def both_alive() -> bool:
-            hosts = json_of(user.run("hosts", "--json", "--insecure", "--host", entry.host))
-            assert isinstance(hosts, list)
-            return sum(host["state"] == "alive" for host in hosts) == 2
-
-        eventually(both_alive, timeout=15, what="the two daemons see each other alive")
-        yield entry, f"127.0.0.1:{early}"
-    finally:
-        for daemon in daemons:
-            if daemon.process is not None:
-                daemon.stop()
+def pool(user: User, tmp_path: Path) -> Iterator[TwoDaemons]:
+    with two_daemons(user, tmp_path) as daemons:
+        yield daemons
 
 
 def test_a_description_naming_the_plugins_scheduler_places_every_vm_on_the_first_host_by_name(
-        user: User, tmp_path: Path, two_hosts: tuple[DaemonProcess, str]) -> None:
-    entry, first_by_name = two_hosts
+        user: User, tmp_path: Path, pool: TwoDaemons) -> None:
+    entry, first_by_name = pool.entry, pool.other
     # Listed last, so that the built-in policy (spread: most free memory, ties in list order)
     # would have put the first machine on the entry daemon and the next one here.
     source = tmp_path / "app.sf"
@@ -110,10 +87,6 @@ sfConfig extends Compound {{
     up = user.run("up", str(source), "--insecure", "--host", entry.host)
 
     assert up.returncode == 0, up.stdout + up.stderr
-    status = json_of(user.run("status", "app", "--json", "--insecure", "--host", entry.host))
-    assert isinstance(status, dict)
-    machines = {component["path"][-1]: (component["state"], component["host"])
-                for component in status["applications"][0]["components"] if len(component["path"]) == 3}
-    assert machines == {f"vm{n}": ("started", first_by_name) for n in range(3)}, json.dumps(status, indent=1)
+    assert component_hosts(user, entry, "app", 2) == {f"vm{n}": ("started", first_by_name) for n in range(3)}
     down = user.run("down", "app", "--insecure", "--host", entry.host)
     assert down.returncode == 0, down.stderr
