@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -126,3 +127,22 @@ def test_rebalance_of_an_application_without_a_load_balancer_says_how_to_add_one
     assert result.returncode == 1
     assert "plain has no LoadBalancer" in result.stderr
     assert "balancer extends LoadBalancer { schedulee LAZY ATTRIB vms; }" in result.stderr
+
+
+def test_a_balancer_with_an_interval_evens_out_the_pool_by_itself(pool: SchedulingPool) -> None:
+    balancer = "    balancer extends LoadBalancer { schedulee LAZY ATTRIB vms; balanceInterval 0.3; }"
+    source = pool.write("drifting.sf", scheduled_vms(pool, count=6, memory=256, scheduler='policy "pack";',
+                                                      vm="restartable true;", extra=balancer))
+    assert pool.cli("up", str(source), "--name", "drifting", "--host", pool.endpoint("h1")).returncode == 0
+
+    deadline = time.monotonic() + 30
+    counts = {}
+    while time.monotonic() < deadline:
+        counts = {name: len(vms) for name, vms in pool.started_vms().items()}
+        if counts == {"h1": 2, "h2": 2, "h3": 2}:
+            break
+        time.sleep(0.2)  # polling three daemons: nothing to wait on locally
+    pool.down("drifting")
+    pool.wait_until_no_vms()
+
+    assert counts == {"h1": 2, "h2": 2, "h3": 2}
