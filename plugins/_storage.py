@@ -525,9 +525,9 @@ class LoopbackStorageBackend(Component):
         return pool
 
     def _remove_pool_if_ours(self) -> None:
-        pool = self._pool
-        if pool is None:
+        if self._pool is None:
             return
+        pool = self._pool_or_fail()
         mark = read_mark(self._pool_path, POOL_OWNER_ATTRIBUTE)
         if not (self._defined_pool or (_owned_by(mark, self._owner) and mark and mark.get("pool") == self._pool_name)):
             return
@@ -730,6 +730,15 @@ class LoopbackStorageBackend(Component):
     def _pool_or_fail(self) -> libvirt.virStoragePool:
         if self._pool is None:
             raise StorageError(f"{self._where}: pool {self._pool_name!r} is not open; the backend is not deployed")
+        try:
+            connection = hypervisor_connection(self.context, self._uri)
+        except HypervisorError as error:
+            raise StorageError(f"{self._where}: {error}") from error
+        if connection is not self._connection:  # the old one died with its libvirtd: find the pool again
+            logger.warning("%s: the connection to %s had died: using pool %r through a new one", self._where,
+                           self._uri, self._pool_name)
+            self._connection = connection
+            self._pool = self._libvirt(lambda: connection.storagePoolLookupByName(self._pool_name), "find again")
         return self._pool
 
 

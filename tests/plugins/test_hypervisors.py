@@ -7,7 +7,6 @@ System's VMs did is seen only through the System's own connection.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -26,7 +25,10 @@ from sd_actors.plugins import (
 )
 from sd_actors.plugins._libvirt_events import open_connection
 from tests.plugins.hosts_xml import write_test_host
-from tests.plugins.test_storage import hypervisor  # noqa: F401 (the session libvirtd fixture, reused)
+from tests.plugins.test_storage import (  # noqa: F401 (hypervisor: the session libvirtd fixture, reused)
+    hypervisor,
+    libvirtd_clients_of_this_process,
+)
 
 MEMORY_MIB: Final = 64
 WAIT: Final = 10.0
@@ -121,17 +123,6 @@ def test_a_connection_that_died_is_opened_again_on_the_next_call(system: System,
     assert again is not first
     assert again.isAlive() == 1
     assert hypervisor_capacity(again).memory_mib == 2048
-
-
-def libvirtd_clients_of_this_process() -> set[str]:
-    """The ids libvirtd gives this process's connections (virt-admin lists every client with its pid)."""
-    def virt_admin(*arguments: str) -> str:
-        return subprocess.run(["virt-admin", *arguments], capture_output=True, text=True, check=True).stdout
-
-    listing = virt_admin("srv-clients-list", "libvirtd").splitlines()[2:]
-    clients = [line.split()[0] for line in listing if line.strip()]
-    return {client for client in clients
-            if f"unix_process_id: {os.getpid()}\n" in virt_admin("client-info", "libvirtd", client)}
 
 
 def test_a_vm_goes_on_watching_its_domain_after_libvirtd_dropped_the_systems_connection(

@@ -244,6 +244,17 @@ def hypervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 process.wait()
 
 
+def libvirtd_clients_of_this_process() -> set[str]:
+    """The ids libvirtd gives this process's connections (virt-admin lists every client with its pid)."""
+    def virt_admin(*arguments: str) -> str:
+        return subprocess.run(["virt-admin", *arguments], capture_output=True, text=True, check=True).stdout
+
+    listing = virt_admin("srv-clients-list", "libvirtd").splitlines()[2:]
+    clients = [line.split()[0] for line in listing if line.strip()]
+    return {client for client in clients
+            if f"unix_process_id: {os.getpid()}\n" in virt_admin("client-info", "libvirtd", client)}
+
+
 @pytest.fixture
 def connection(hypervisor: str) -> Iterator[libvirt.virConnect]:
     opened = open_connection(hypervisor)
@@ -696,3 +707,19 @@ def test_an_unknown_volume_format_is_refused_naming_the_formats(
 
     assert "volumeFormat is 'vmdk'; give \"raw\" or \"qcow2\"" in excinfo.value.record.description
     assert not pool_exists(connection, pool[0])
+
+
+def test_a_backend_whose_connection_libvirtd_dropped_makes_volumes_through_a_new_one(
+        system: System, connection: libvirt.virConnect, pool: tuple[str, Path]) -> None:
+    before = libvirtd_clients_of_this_process()
+    ref = system.deploy(backend(pool, swapSize="0"), name="disks")
+    (systems,) = libvirtd_clients_of_this_process() - before
+
+    subprocess.run(["virt-admin", "client-disconnect", "libvirtd", systems], check=True, capture_output=True)
+    disks = ref.invoke("volumes_for", "guest2")
+
+    pool_name, folder = pool
+    assert disks == [[str(folder / "guest2.img"), "vda", "root"]]
+    assert volume_names(connection, pool_name) == {"guest2.img"}
+    system.terminate("disks")
+    assert not pool_exists(connection, pool_name)
