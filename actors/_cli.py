@@ -144,6 +144,9 @@ def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
                         "terminate (default 5)")
     daemon.add_argument("--insecure", action="store_true",
                         help="no encryption, no authentication: for local experiments only")
+    daemon.add_argument("--console", metavar="HOST:PORT",
+                        help="also serve the web console there (e.g. 127.0.0.1:3880; off localhost it prints the "
+                        "URL with the token every request needs)")
     daemon.set_defaults(run=client.run_daemon)
 
     keys = add("keys", "manage CURVE keys", "  sd-actors keys init                      your own keys\n"

@@ -87,10 +87,13 @@ def run_daemon(arguments: argparse.Namespace, out: TextIO) -> int:
     # Signal handlers belong to the command line, never to the embeddable System or Daemon.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        from sd_actors.actors.console import open_daemon_console  # imported here: it imports this module
+
         with open_daemon(settings) as daemon:
             print(daemon.announce_ready(), file=out, flush=True)
-            while not stop.is_set() and not daemon.stopped.is_set():
-                stop.wait(0.5)
+            with open_daemon_console(daemon, getattr(arguments, "console", None), out):
+                while not stop.is_set() and not daemon.stopped.is_set():
+                    stop.wait(0.5)
             logging.getLogger(__name__).info("stopping")
     except DeploymentError as error:
         print(f"sd-actors daemon: {error}", file=sys.stderr)

@@ -40,7 +40,7 @@ from sd_actors.actors._remote import (
 from sd_actors.actors._runtime import ComponentRef
 from sd_actors.actors._system import System, open_system
 from sd_actors.actors._update import apply_update, plan_update, running_components
-from sd_actors.descriptions import ComponentDescription, DescriptionError, parse_string, to_sf
+from sd_actors.descriptions import ComponentDescription, DescriptionError, format_value, parse_string, to_sf
 from sd_actors.net import Heartbeat, KeyPair, MessageRegistry, insecure_warning, load_keypair
 from sd_actors.net._node import Node, Request
 from sd_actors.net._protocol import (
@@ -51,12 +51,16 @@ from sd_actors.net._protocol import (
     REPLIES,
     ApplicationInfo,
     ApplicationTerminated,
+    AttributeInfo,
+    ComponentDetails,
     ComponentStatus,
+    ComponentTerminated,
     CreateSubtree,
     DeployAccepted,
     DeployApplication,
     Done,
     GetCapacity,
+    GetComponent,
     GetHosts,
     GetStatus,
     HostsReply,
@@ -73,9 +77,11 @@ from sd_actors.net._protocol import (
     SubtreeEvents,
     SubtreeTerminated,
     TerminateApplication,
+    TerminateComponent,
     TerminateComponentRemotely,
     TerminateSubtree,
     WatchApplication,
+    WatchApplications,
     WatchEnded,
 )
 from sd_actors.plugins._shell import kill_leftover_groups
@@ -342,6 +348,12 @@ class Daemon:
                 case ShutdownDaemon():
                     request.reply(Done())
                     self.stopped.set()
+                case WatchApplications(seconds=seconds):
+                    self._watch_all(request, seconds)
+                case GetComponent(path=path):
+                    request.reply(self._component_details(self.system.lookup(path)))
+                case TerminateComponent():
+                    self._terminate_component(request, message)
                 case GetCapacity() | ReserveCapacity() | ReleaseCapacity():
                     from sd_actors.policies import host_ledger  # policies build on the actors, not under them
 
@@ -500,6 +512,51 @@ class Daemon:
         self._journal_ended(message.app, final)
         if message.wait:
             request.reply(ApplicationTerminated(app=message.app, record=record_info(final)))
+
+    # -- for the web console ----------------------------------------------------------------------
+    def _watch_all(self, request: Request, seconds: float) -> None:
+        lock = threading.Lock()
+        watching = True
+
+        def send(event: LifecycleEvent) -> None:
+            with lock:
+                if watching:
+                    request.reply(LifecycleNotice(path=event.path, old=event.old.value if event.old else "",
+                                                  new=event.new.value, time=event.time, host=event.host,
+                                                  component_class=event.component_class,
+                                                  record=record_info(event.record)))
+
+        unsubscribe = self.system.subscribe(send)
+        try:
+            self.stopped.wait(min(max(seconds, 0.0), 300.0))
+        finally:
+            unsubscribe()
+            with lock:
+                watching = False
+                request.reply(Done())
+
+    def _component_details(self, ref: ComponentRef) -> ComponentDetails:
+        description = ref.description
+        children = {child.name for child in list(ref.children)}
+        attributes = tuple(
+            AttributeInfo(name=name, value=format_value(description[name]), tags=tuple(sorted(description.tags(name))))
+            for name in description if name not in children)
+        return ComponentDetails(status=_component_status(ref, self.settings.host), attributes=attributes)
+
+    def _terminate_component(self, request: Request, message: TerminateComponent) -> None:
+        ref = self.system.lookup(message.path)
+        if message.kind not in ("normal", "abnormal"):
+            request.reply(RequestFailed(error=f"termination kind {message.kind!r} is not normal or abnormal",
+                                        hint="ask for a normal or an abnormal termination"))
+            return
+        record = TerminationRecord(message.kind, message.description or "terminated on request", ref.path)
+        if len(ref.path) == 1:  # an application's root: journaled like sd-actors down
+            with contextlib.suppress(JournalError):
+                self.journal.begin_terminate(ref.path[0], record)
+        final = self.system.terminate(ref.path, record)
+        if len(ref.path) == 1:
+            self._journal_ended(ref.path[0], final)
+        request.reply(ComponentTerminated(path=ref.path, record=record_info(final)))
 
     def hosts(self) -> HostsReply:
         """The pool as this daemon's membership sees it: state and when each was last heard."""

@@ -172,7 +172,66 @@ class Done:
     """A request that returns nothing was carried out."""
 
 
-CLIENT_REQUESTS = (DeployApplication, TerminateApplication, WatchApplication, GetStatus, GetHosts, ShutdownDaemon)
+# -- for the web console ----------------------------------------------------------------------------
+@wire_message("sd.watch_all")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchApplications:
+    """Stream the lifecycle events of every application for ``seconds`` (at most 300), then ``Done``.
+
+    Bounded so that a watcher that went away never holds a daemon's request thread for long: a
+    watcher that wants more asks again.
+    """
+
+    seconds: float = 30.0
+
+
+@wire_message("sd.get_component")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetComponent:
+    """The component at ``path``: its status, its attributes with their tags, its last record."""
+
+    path: tuple[str, ...]
+
+
+@wire_message("sd.attribute")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttributeInfo:
+    """One attribute of a component: its value in .sf notation and its tags."""
+
+    name: str
+    value: str
+    tags: tuple[str, ...] = ()
+
+
+@wire_message("sd.component_details")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComponentDetails:
+    status: ComponentStatus
+    attributes: tuple[AttributeInfo, ...]
+
+
+@wire_message("sd.terminate_component")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TerminateComponent:
+    """Terminate the component at ``path`` with a record of ``kind`` (``normal`` or ``abnormal``).
+
+    Its parent reacts as to any child's end (shared fate by default); a root ends its application.
+    """
+
+    path: tuple[str, ...]
+    kind: str = "normal"
+    description: str = ""
+
+
+@wire_message("sd.component_terminated")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComponentTerminated:
+    path: tuple[str, ...]
+    record: RecordInfo | None = None
+
+
+CLIENT_REQUESTS = (DeployApplication, TerminateApplication, WatchApplication, GetStatus, GetHosts, ShutdownDaemon,
+                   WatchApplications, GetComponent, TerminateComponent)
 
 
 # -- between daemons ---------------------------------------------------------------------------------
@@ -257,7 +316,7 @@ class InvokeResult:
 DAEMON_REQUESTS = (CreateSubtree, StepSubtree, TerminateSubtree, SubtreeTerminated, SubtreeEvents, Heartbeat,
                    TerminateComponentRemotely, InvokeComponent)
 REPLIES = (RequestFailed, DeployAccepted, ApplicationTerminated, LifecycleNotice, WatchEnded, StatusReply, HostsReply,
-           Done, InvokeResult)
+           Done, InvokeResult, ComponentDetails, ComponentTerminated)
 
 
 # -- capacity and reservations, for placement policies (sd_actors.policies) ---------------------------
