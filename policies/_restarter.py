@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
@@ -15,7 +16,10 @@ from sd_actors.plugins.hookspecs import hookimpl
 from sd_actors.policies._high_availability import HA_GENERATION, HIGH_AVAILABILITY_KEY, HighAvailability
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from sd_actors.actors import ComponentContext, ComponentRef, Timer
+    from sd_actors.policies._ledger import ClaimOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -156,30 +160,61 @@ class HARestarter(Component):
         pending = self._pending.get(name)
         if pending is None or self.context.termination_requested:
             return
-        description = self._specs[name]
-        path = (*self.context.path, name)
         services = self._services
-        if services is not None:
-            if not pending.gone and pending.failed_host:
-                pending = replace(pending, gone=services.confirm_gone(pending.failed_host, path))
-                self._pending[name] = pending
-            outcome = services.claim(path, pending.generation, "" if pending.gone else pending.failed_host)
-            if not outcome.won:
-                self._waiting_for[name] = f"the pool's grant ({outcome})"
-                logger.info("%s: restart of generation %d %s; asking again", ":".join(path), pending.generation,
-                            outcome)
-                self._timers.append(self.context.call_later(services.retry_interval, lambda: self._restart(name)))
-                return
-            description.set("sfProcessHost", self._choose_host(pending, services))
+        if services is None:
+            self._deploy(name, pending, None)
+            return
+        # Asking the pool takes round trips (and a timeout for a dead host): never in this actor's
+        # thread, which must keep answering its parent's pings.
+        path = (*self.context.path, name)
+
+        def ask_pool() -> None:
+            asked = pending
+            if not asked.gone and asked.failed_host:
+                asked = replace(asked, gone=services.confirm_gone(asked.failed_host, path))
+            outcome = services.claim(path, asked.generation, "" if asked.gone else asked.failed_host)
+            self.context.call_soon(lambda: self._answered(name, asked, outcome))
+
+        threading.Thread(target=ask_pool, name=f"sd-actors-claim-{name}", daemon=True).start()
+
+    def _answered(self, name: str, pending: _Restart, outcome: ClaimOutcome) -> None:
+        current = self._pending.get(name)
+        if current is None or current.generation != pending.generation or self.context.termination_requested:
+            return
+        self._pending[name] = pending
+        services = self._services
+        assert services is not None
+        if not outcome.won:
+            self._waiting_for[name] = f"the pool's grant ({outcome})"
+            logger.info("%s:%s: restart of generation %d %s; asking again", ":".join(self.context.path), name,
+                        pending.generation, outcome)
+            self._timers.append(self.context.call_later(services.retry_interval, lambda: self._restart(name)))
+            return
+        self._deploy(name, pending, self._choose_host(pending, services))
+
+    def _deploy(self, name: str, pending: _Restart, host: str | None) -> None:
+        description = self._specs[name]
+        if host is not None:
+            description.set("sfProcessHost", host)
         description.set(HA_GENERATION, pending.generation)
         del self._pending[name]
         self._waiting_for.pop(name, None)
         self._restarts += 1
+        deployed = self.context.deploy_child_nowait(name, description)  # remote steps take round trips too
+        deployed.add_done_callback(lambda _: self.context.call_soon(lambda: self._deployed(name, deployed)))
+
+    def _deployed(self, name: str, deployed: Future[ComponentRef]) -> None:
         try:
-            self._running[name] = self.context.deploy_child(name, description)
+            child = deployed.result()
         except ComponentFailed as failure:
             # A restart that fails counts as another failure of that child, where it was tried.
-            self._ended(name, self._host_of(description), failure.record, None)
+            self._ended(name, self._host_of(self._specs[name]), failure.record, None)
+            return
+        if child.state is None or not child.state.is_final:
+            self._running[name] = child  # its end, even one under way, is reported to child_terminated
+        elif child.record is not None and not child.record.is_normal:
+            # It failed before this callback ran, and child_terminated took that for old news.
+            self._ended(name, self._host_of(child.description), child.record, child)
 
     def _choose_host(self, pending: _Restart, services: HighAvailability) -> str:
         """The same host if its daemon said the child is gone there, else the live host with the
