@@ -105,7 +105,8 @@ def test_a_guest_that_shuts_itself_down_is_not_restarted(
     connection.lookupByName(name).shutdown()
     system.wait_for_state("app:web", State.TERMINATED, timeout=WAIT)
 
-    assert first.record is not None and first.record.is_normal
+    assert first.record is not None
+    assert first.record.is_normal
     assert statistics(system) == HARestarterStatistics(running={}, waiting={}, given_up=(), restarts=0)
     assert system.lookup("app").state is State.STARTED
     assert not running(connection, name)
@@ -224,9 +225,12 @@ def test_grants_gathered_over_more_than_the_window_do_not_win() -> None:
     in_time = claim_majority(claim, {"a": fast, "b": slow, "c": unreachable}, window=1.0)
     minority = claim_majority(claim, {"a": fast, "b": unreachable, "c": unreachable}, window=1.0)
 
-    assert not late.won and "more than the 0.01 s allowed" in str(late)
-    assert in_time.won and in_time.granted_by == ("a", "b")
-    assert not minority.won and minority.refusals == ("b: no answer (TimeoutError)", "c: no answer (TimeoutError)")
+    assert not late.won
+    assert "more than the 0.01 s allowed" in str(late)
+    assert in_time.won
+    assert in_time.granted_by == ("a", "b")
+    assert not minority.won
+    assert minority.refusals == ("b: no answer (TimeoutError)", "c: no answer (TimeoutError)")
 
 
 # -- the lease ----------------------------------------------------------------------------------------------
