@@ -11,6 +11,13 @@ What is measured (each figure in a fresh Python process, on a fresh simulated ho
         The description is built before the clock starts; liveness polls run on the real clock
         with the library's default delay (2 s), so they cost what they cost.
         Target: up within 3× the baseline.
+    1,000 VMs through daemons
+        The same VMs written as a description (the library's ``VM``, groups of 100), brought up
+        with ``sd-actors up --settle 0`` on 1 daemon, then spread over 3 daemons (one group of VMs
+        per daemon, ``sfProcessHost``), each daemon with its own test-driver host
+        (``SD_ACTORS_HYPERVISOR``), CURVE on; then ``sd-actors down``. Wall time of each command
+        (parsing the description, the journal's writes and the network included), compared with
+        the same plain loop.
     real guests
         ``--guests`` (default 4) QEMU guests (domain type qemu: TCG) on ``qemu:///system``, booted
         directly from the test guest's kernel and initramfs (tests/plugins/guest.py, with
@@ -66,6 +73,19 @@ def write_host(folder: Path) -> str:
                     f"<sockets>1</sockets><cores>{HOST_CPUS}</cores><threads>1</threads></cpu>"
                     f"<memory>{HOST_MEMORY_KIB}</memory></node>")
     return f"test://{path}"
+
+
+def vm_description(vms: int, endpoints: list[str]) -> str:
+    """A pool of ``vms`` library VMs, one group per daemon of ``endpoints`` (none named when there is one)."""
+    groups = []
+    per_daemon = -(-vms // len(endpoints))
+    for daemon, endpoint in enumerate(endpoints):
+        placed = f'sfProcessHost "{endpoint}"; ' if len(endpoints) > 1 else ""
+        machines = " ".join(f'vm{index} extends VM {{ domainName "{vm_name(index)}"; memory {VM_MEMORY_MIB}; }}'
+                            for index in range(daemon * per_daemon, min(vms, (daemon + 1) * per_daemon)))
+        groups.append(f"    g{daemon} extends Compound {{ {placed}{machines} }}")
+    body = "\n".join(groups)
+    return f'#include "ch/cern/openlab/smartdomains/components.sf"\nsfConfig extends Compound {{\n{body}\n}}\n'
 
 
 def vm_name(index: int) -> str:
@@ -236,8 +256,38 @@ def measure_guests_virsh(guests: int) -> dict[str, Any]:
     return {"up": deployed - started, "down": terminated - deployed}
 
 
+def measure_daemons(vms: int, daemons: int) -> dict[str, Any]:
+    # bench/net.py's daemons: keys, authorizations, start and stop (bench/ is on sys.path).
+    from net import check, count_started, free_port, make_pool, start_daemon, stop, wait_for_members
+
+    with tempfile.TemporaryDirectory(prefix="sd-actors-bench-") as folder:
+        root = Path(folder)
+        endpoints = [f"tcp://127.0.0.1:{free_port()}" for _ in range(daemons)]
+        pool = make_pool(root, endpoints)
+        pool.env["SD_ACTORS_HYPERVISOR"] = write_host(root)  # each daemon process: a test-driver host of its own
+        pool_file = root / "vms.sf"
+        pool_file.write_text(vm_description(vms, endpoints))
+        running: list[Any] = []
+        try:
+            running.extend(start_daemon(pool, index) for index in range(daemons))
+            if daemons > 1:
+                wait_for_members(pool)
+            up, result = pool.cli("up", str(pool_file), "--host", endpoints[0], "--name", "vms", "--settle", "0")
+            check(result, "up")
+            started = sum(count_started(pool, endpoint, "vms") for endpoint in endpoints)
+            down, result = pool.cli("down", "vms", "--host", endpoints[0])
+            check(result, "down")
+        finally:
+            for process in running:
+                stop(process)
+    if started != vms:
+        raise RuntimeError(f"{started} of {vms} VMs were started")
+    return {"up": up, "down": down}
+
+
 CHILDREN: Final = {"system": measure_system, "plain": measure_plain, "guests-system": measure_guests_system,
-                   "guests-virsh": measure_guests_virsh}
+                   "guests-virsh": measure_guests_virsh, "daemon": lambda vms: measure_daemons(vms, 1),
+                   "daemons": lambda vms: measure_daemons(vms, 3)}
 
 
 def in_child(name: str, vms: int) -> dict[str, Any]:
@@ -281,6 +331,14 @@ def report(args: argparse.Namespace) -> None:
         runs["through a System"].append(in_child("system", args.vms))
         runs["plain libvirt-python loop"].append(in_child("plain", args.vms))
     compare(runs, args.vms, "VMs", TARGET_RATIO)
+
+    for child, daemons in (("daemon", "1 daemon"), ("daemons", "3 daemons")):
+        print(f"\n== {args.vms:,} VMs up and down with sd-actors up/down, {daemons} (wall time of each command)")
+        runs = {f"through {daemons}": [], "plain libvirt-python loop": []}
+        for _ in range(args.repeat):
+            runs[f"through {daemons}"].append(in_child(child, args.vms))
+            runs["plain libvirt-python loop"].append(in_child("plain", args.vms))
+        compare(runs, args.vms, "VMs", TARGET_RATIO)
 
     print(f"\n== {args.guests} real guests (QEMU, TCG) up and down on {QEMU_HYPERVISOR}")
     missing = real_guests_missing()
