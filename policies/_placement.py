@@ -35,6 +35,7 @@ from sd_actors.net._protocol import (
 )
 
 if TYPE_CHECKING:
+    from sd_actors.actors import ComponentRef
     from sd_actors.actors._runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,10 @@ class HostLedger:
         self._lock = threading.Lock()
         self._reservations: dict[str, _Reservation] = {}
         self._unsubscribe = runtime.bus.subscribe(self._on_event)
+        with runtime.changed:  # made after a daemon restarted: what already runs here counts too
+            running = [ref for ref in runtime.components.values() if ref.alive]
+        for ref in running:
+            self._count(ref, ended=False)
 
     # -- what the wire asks ---------------------------------------------------------------------------
     def answer(self, message: object) -> object:
@@ -265,25 +270,28 @@ class HostLedger:
 
     # -- the components the reservations are for --------------------------------------------------------
     def _on_event(self, event: LifecycleEvent) -> None:
-        if event.new is not State.CREATED and not event.new.is_final:
-            return
+        if event.host != self._runtime.host or (event.new is not State.CREATED and not event.new.is_final):
+            return  # another daemon's event passed on for its parent here, or a step that changes nothing
         ref = self._runtime.components.get(event.path)
-        token = ref.description.get(RESERVATION_ATTRIBUTE) if ref is not None else None
-        if not isinstance(token, str) or ref is None:
-            return
+        if ref is not None:
+            self._count(ref, ended=event.new.is_final)
+
+    def _count(self, ref: ComponentRef, *, ended: bool) -> None:
+        """A component of this host that carries a reservation token was created or has ended."""
         from sd_actors.actors._remote import RemoteComponent
 
-        if isinstance(ref.component, RemoteComponent):
-            return  # the stand-in of a component another host runs: that host holds the reservation
+        token = ref.description.get(RESERVATION_ATTRIBUTE)
+        if not isinstance(token, str) or isinstance(ref.component, RemoteComponent):
+            return  # a stand-in for a component another host runs: that host holds the reservation
         with self._lock:
             reservation = self._reservations.get(token)
-            if event.new.is_final:
+            if ended:
                 self._reservations.pop(token, None)
             elif reservation is not None:
                 reservation.claimed = True
             else:  # created with a token this ledger never gave out (its daemon restarted): count it again
                 request = request_of(ref.description, ref.name_text)
-                self._reservations[token] = _Reservation(event.path, request, self._clock(), claimed=True)
+                self._reservations[token] = _Reservation(ref.path, request, self._clock(), claimed=True)
 
 
 def request_of(description: ComponentDescription, name: str) -> PlacementRequest:

@@ -177,6 +177,20 @@ def test_a_schedulees_children_get_the_host_the_scheduler_chose_and_hold_its_res
     assert after == {}
 
 
+def test_a_ledger_made_after_a_restart_counts_the_reservations_of_what_already_runs(hypervisor: str) -> None:
+    source = description('a extends VM { domainName "a"; memory 1024; }')
+
+    with open_system(properties={"sd_actors.hypervisor": hypervisor}) as system:
+        system.deploy(parse_string(source), name="app")
+        fresh = HostLedger(system.runtime)
+        counted = list(fresh.reservations().values())
+        used = fresh.capacity("localhost").used_memory_mib
+        fresh.close()
+
+    assert counted == [("app", "vms", "a")]
+    assert used == 1024
+
+
 def test_a_child_that_fits_nowhere_fails_the_deployment_and_the_others_reservations_are_released(
         hypervisor: str) -> None:
     source = description('a extends VM { domainName "a"; memory 1536; } b extends VM { domainName "b"; '
