@@ -3,7 +3,10 @@ across three hosts (network namespaces, a daemon and a test-driver hypervisor ea
 
 from __future__ import annotations
 
+import json
+import signal
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -341,3 +344,29 @@ def test_two_ups_at_once_from_two_hosts_never_overbook_a_host(pool: SchedulingPo
     assert failed, outputs
     assert all("no host fits" in output for output in failed), failed
     assert sum(len(vms) for vms in placed.values()) == 12 * (2 - len(failed))
+
+
+def test_a_dead_host_is_left_out_and_named_dead_when_nothing_fits(pool: SchedulingPool) -> None:
+    # Last of the pool's tests: it kills h3's daemon.
+    pool.hosts["h3"].kill(pool.daemons["h3"], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while (state := _state_seen_by("h1", "h3", pool)) != "dead":
+        assert time.monotonic() < deadline, f"h1 still sees h3 {state}"
+        time.sleep(0.2)  # polling a daemon's view of the pool: nothing to wait on locally
+    fits = pool.write("survivors.sf", scheduled_vms(pool, count=4, memory=256))
+    too_big = pool.write("too-big.sf", scheduled_vms(pool, count=1, memory=4096))
+
+    placed = pool.cli("up", str(fits), "--name", "survivors", "--host", pool.endpoint("h1"))
+    on_survivors = {name: len(pool.vms_on(name)) for name in ("h1", "h2")}
+    refused = pool.cli("up", str(too_big), "--name", "toobig", "--host", pool.endpoint("h1"))
+    pool.down("survivors")
+
+    assert placed.returncode == 0, placed.stdout + placed.stderr
+    assert on_survivors == {"h1": 2, "h2": 2}
+    assert refused.returncode == 1
+    assert f"{pool.address('h3')}: dead" in refused.stdout
+
+
+def _state_seen_by(observer: str, observed: str, pool: SchedulingPool) -> str:
+    result = pool.cli("hosts", "--json", "--host", pool.endpoint(observer))
+    return str({h["address"]: h["state"] for h in json.loads(result.stdout)}.get(pool.endpoint(observed)))
