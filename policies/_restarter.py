@@ -190,6 +190,8 @@ class HARestarter(Component):
                         pending.generation, outcome)
             self._timers.append(self.context.call_later(services.retry_interval, lambda: self._restart(name)))
             return
+        logger.info("%s:%s: the pool granted generation %d (%s)", ":".join(self.context.path), name,
+                    pending.generation, outcome)
         self._deploy(name, pending, self._choose_host(pending, services))
 
     def _deploy(self, name: str, pending: _Restart, host: str | None) -> None:
