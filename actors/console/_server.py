@@ -26,8 +26,9 @@ from typing import Final
 
 from aiohttp import web
 
+from sd_actors.actors._client_commands import EXIT_FAILED
 from sd_actors.actors.client import CommandError, request
-from sd_actors.actors.console._access import CSRF_HEADER, AccessPolicy
+from sd_actors.actors.console._access import CSRF_HEADER, AccessPolicy, Handler
 from sd_actors.actors.console._templates import APP_NAME, Template, TemplateError, list_templates
 from sd_actors.descriptions import DescriptionError, library_folder, to_sf
 from sd_actors.net._node import Client
@@ -54,6 +55,10 @@ DEFAULT_CONSOLE_PORT: Final = 3880
 # the console may wait for the watcher).
 WATCH_SECONDS: Final = 5.0
 HEARTBEAT_SECONDS: Final = 15.0
+# How long a status question may take (the watcher's probe too: a daemon gone shows that soon)...
+QUICK_SECONDS: Final = 3.0
+# ...and anything else (terminating a large subtree takes a while).
+ANSWER_SECONDS: Final = 60.0
 
 Connect = Callable[[], AbstractContextManager[Client]]
 
@@ -91,7 +96,7 @@ class Console:
         self._stopping = threading.Event()
         static = resources.files("sd_actors.actors.console") / "static"
         self._index = (static / "index.html").read_text(encoding="utf-8")
-        self.app = web.Application(middlewares=[access.middleware])
+        self.app = web.Application(middlewares=[self._guard])
         self.app.router.add_get("/", self.index)
         self.app.router.add_get("/favicon.ico", self.no_icon)
         self.app.router.add_static("/static/", Path(str(static)))
@@ -103,21 +108,26 @@ class Console:
         self.app.router.add_post("/api/launch", self.launch)
         self.app.on_shutdown.append(self._close_pages)
 
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Through self.access at each request: with port 0 the policy is made again once the port is known.
+        return await self.access.middleware(request, handler)
+
     # -- talking to the daemon (on worker threads) --------------------------------------------------
-    def _ask(self, message: object) -> object:
+    def _ask(self, message: object, timeout: float = ANSWER_SECONDS) -> object:
         with self.connect() as client:
-            return request(client, message)
+            return request(client, message, timeout)
 
     async def _ask_async(self, message: object) -> object:
+        """The daemon's answer; a refusal is the client's mistake (400), no answer the daemon's (502)."""
         try:
             return await asyncio.to_thread(self._ask, message)
         except CommandError as error:
-            raise web.HTTPBadGateway(text=json.dumps({"error": str(error)}), content_type="application/json") \
-                if error.code != 1 else web.HTTPBadRequest(text=json.dumps({"error": str(error)}),
-                                                           content_type="application/json") from None
+            failure = web.HTTPBadRequest if error.code == EXIT_FAILED else web.HTTPBadGateway
+            raise failure(text=json.dumps({"error": str(error)}), content_type="application/json") from None
 
     def _status_json(self) -> object:
-        reply = self._ask(GetStatus())
+        reply = self._ask(GetStatus(), QUICK_SECONDS)
         assert isinstance(reply, StatusReply)
         return dataclasses.asdict(reply)
 
@@ -231,7 +241,7 @@ class Console:
                 if item is None:
                     break
                 await _send_event(response, *item)
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:  # the page went away
             pass
         finally:
             self._pages.discard(queue)
@@ -266,9 +276,10 @@ class Console:
                     if not reachable:
                         reachable = True
                         self._publish("daemon", {"error": ""})
+                    # The stream ends with Done after watch_seconds; silence past that is a daemon gone.
                     for answer in client.stream(WatchApplications(seconds=self.settings.watch_seconds),
-                                                timeout=self.settings.watch_seconds + 10,
-                                                end=(Done, RequestFailed), first_timeout=10):
+                                                timeout=self.settings.watch_seconds + QUICK_SECONDS,
+                                                end=(Done, RequestFailed)):
                         if isinstance(answer, LifecycleNotice):
                             self._publish("notice", dataclasses.asdict(answer))
             except (CommandError, TimeoutError, OSError) as error:

@@ -34,7 +34,7 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> User:
 @pytest.fixture(scope="module")
 def daemon(user: User) -> Iterator[DaemonProcess]:
     with running_daemon(user, user.home / "daemon-state", free_port()) as daemon:
-        result = user.run("up", str(user.home / "shop.sf"), "--host", daemon.host)
+        result = user.run("up", str(user.home / "shop.sf"), "--host", daemon.host, "--settle", "0")
         assert result.returncode == 0, result.stderr
         yield daemon
 
@@ -143,9 +143,9 @@ def test_nothing_changes_on_get_and_a_post_needs_the_pages_csrf_value_and_its_ow
     assert web[0]["state"] == "started"
 
 
-def test_on_localhost_a_page_reached_by_another_name_is_refused(user: User, daemon: DaemonProcess) -> None:
-    port = free_port()
-    with running_console(user, "--bind", f"127.0.0.1:{port}", "--host", daemon.host) as console:
+def test_on_localhost_no_token_is_needed_but_a_page_reached_by_another_name_is_refused(user: User, daemon: DaemonProcess) -> None:
+    with running_console(user, "--bind", "127.0.0.1:0", "--host", daemon.host) as console:  # any free port
+        port = int(console.base.rsplit(":", 1)[1].rstrip("/"))
         assert console.url == f"http://127.0.0.1:{port}/"  # no token on localhost
         allowed = fetch(f"http://127.0.0.1:{port}/api/status")
         rebound = fetch(f"http://127.0.0.1:{port}/api/status", headers={"Host": f"attacker.example:{port}"})
@@ -160,7 +160,7 @@ def test_a_daemon_started_with_console_serves_it_talking_to_itself_with_its_own_
     port = free_port()
     state = tmp_path_factory.mktemp("console-daemon") / "state"
     with running_daemon(user, state, free_port(), "--console", f"127.0.0.1:{port}") as daemon:
-        up = user.run("up", str(user.home / "shop.sf"), "--name", "own", "--host", daemon.host)
+        up = user.run("up", str(user.home / "shop.sf"), "--name", "own", "--host", daemon.host, "--settle", "0")
         assert up.returncode == 0, up.stderr
         deadline = time.monotonic() + 15
         status: tuple[int, dict[str, object]] = (0, {})

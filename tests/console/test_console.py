@@ -70,7 +70,7 @@ def browser() -> Iterator[WebDriver]:
 
 
 def up(user: User, daemon: DaemonProcess, app: str) -> None:
-    result = user.run("up", str(user.home / "shop.sf"), "--name", app, "--host", daemon.host)
+    result = user.run("up", str(user.home / "shop.sf"), "--name", app, "--host", daemon.host, "--settle", "0")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -225,3 +225,23 @@ def test_the_console_refuses_to_start_on_a_template_folder_that_does_not_exist(
 
     assert result.returncode == 3
     assert f"template folder {tmp_path / 'missing'} does not exist" in result.stderr
+
+
+def test_the_page_says_when_its_daemon_stops_answering_and_carries_on_when_it_is_back(
+        user: User, tmp_path_factory: pytest.TempPathFactory, browser: WebDriver) -> None:
+    state = tmp_path_factory.mktemp("restarted") / "state"
+    with running_daemon(user, state, free_port()) as daemon, \
+            running_console(user, "--bind", "127.0.0.1:0", "--host", daemon.host) as console:
+        up(user, daemon, "steady")
+        browser.get(console.url)
+        node(browser, "steady:web", "started")
+
+        daemon.stop()
+        wait_until(browser, lambda driver: text(driver, "#daemon").startswith("daemon not answering"),
+                   "that the daemon does not answer")
+        screenshot(browser, "daemon-not-answering")
+        daemon.start()
+
+        wait_until(browser, lambda driver: text(driver, "#daemon") == f"daemon {socket.gethostname()}",
+                   "that the daemon answers again")
+        node(browser, "steady:web", "started")
