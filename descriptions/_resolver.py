@@ -33,7 +33,7 @@ from sd_actors.descriptions._errors import (
     UserPhaseError,
     close_match_hint,
 )
-from sd_actors.descriptions._functions import FUNCTIONS, NON_ARGUMENTS, FunctionFailed
+from sd_actors.descriptions._functions import FUNCTIONS, NON_ARGUMENTS, Function, FunctionFailed
 from sd_actors.descriptions._model import (
     ATTRIB,
     CONSTANT,
@@ -167,6 +167,8 @@ class Resolver:
         self._frozen_schema = False
         self._in_progress: set[tuple[int, object]] = set()
         self._link_live: set[int] = set()
+        # sfFunctionClass names (sd-actors' or SmartFrog's) seen so far and their functions.
+        self._functions: dict[str, Function] = {}
         self.errors: list[DescriptionError] = []
 
     # ================================================================ references
@@ -185,13 +187,14 @@ class Resolver:
 
     def _walk(self, reference: Reference, index: int, current: object) -> object:
         parts = reference.parts
+        type_mode = self._type_mode
         while index < len(parts):
             part = parts[index]
             kind = part.kind
-            if isinstance(current, ComponentDescription) and self._type_mode and current.prototypes \
+            if type_mode and isinstance(current, ComponentDescription) and current.prototypes \
                     and current.state != _LIVE:
                 self._resolve_types(current)
-            if not isinstance(current, ComponentDescription):
+            if type(current) is not ComponentDescription:
                 raise _Unresolved(
                     f"{':'.join(self._part_text(p) for p in parts[:index])} is a {value_kind(current)}, "
                     "not a component", "only a component description has attributes to follow")
@@ -216,13 +219,14 @@ class Resolver:
         # ATTRIB retries the whole remaining path one level up on any failure (not on LAZY);
         # when every level fails, the closest failure is the one worth reporting.
         name = reference.parts[index].name or ""
+        last = index + 1 == len(reference.parts)
         first_failure: _Unresolved | None = None
         node: ComponentDescription | None = cd
         while node is not None:
-            if name in node:
+            if name in node._attributes:
                 try:
                     value = self._here(reference, index, node)
-                    return self._walk(reference, index + 1, value)
+                    return value if last else self._walk(reference, index + 1, value)
                 except _Unresolved as failure:
                     if first_failure is None:
                         first_failure = failure
@@ -297,65 +301,94 @@ class Resolver:
     # ================================================================ values
     def value_of(self, cd: ComponentDescription, key: str) -> object:
         """The value of ``cd.key`` with links followed and functions evaluated (chaining)."""
-        value = cd.raw_get(key)
-        if isinstance(value, Reference):
-            if value.data:
-                return value
-            if value.lazy:
+        # The hot path of the link phase: it reads the attribute mapping directly, dispatches on
+        # the exact type (Reference and Apply have no subclasses) and marks what it is resolving
+        # inline (a context manager here cost a fifth of the phase).
+        value = cd._attributes.get(key)
+        kind = type(value)
+        if kind is Reference:
+            reference: Reference = value  # type: ignore[assignment]
+            if reference.data:
+                return reference
+            if reference.lazy:
                 raise _Lazy()
-            with self._visiting(cd, key):
-                return self.resolve(value, cd)
-        if isinstance(value, Apply):
-            if value.lazy:
+            marker = (id(cd), key)
+            in_progress = self._in_progress
+            if marker in in_progress:
+                raise self._cycle(cd, key)
+            in_progress.add(marker)
+            try:
+                return self._walk(reference, 0, cd)
+            except (_Unresolved, _Lazy):
+                if reference.optional:
+                    return None if reference.default is NO_DEFAULT else reference.default
+                raise
+            finally:
+                in_progress.discard(marker)
+        if kind is Apply:
+            apply: Apply = value  # type: ignore[assignment]
+            if apply.lazy:
                 raise _Lazy()
-            with self._visiting(cd, key):
-                if value.kind == "ASSERT":
-                    return self._check_assertion(cd, key, value)
-                return self._apply(value)
+            marker = (id(cd), key)
+            in_progress = self._in_progress
+            if marker in in_progress:
+                raise self._cycle(cd, key)
+            in_progress.add(marker)
+            try:
+                if apply.kind == "ASSERT":
+                    return self._check_assertion(cd, key, apply)
+                return self._apply(apply)
+            finally:
+                in_progress.discard(marker)
         if value is TBD:
             raise _Unresolved(f"{display_path(cd, key)} is still TBD (to be defined)",
                               _tbd_hint(cd, key), error=UnresolvedTBD, at=_tbd_location(cd, key))
         return value
 
-    @contextmanager
-    def _visiting(self, cd: ComponentDescription, key: str) -> Iterator[None]:
-        """Mark ``cd.key`` as being resolved; meeting it again on the way is a cycle."""
-        marker = (id(cd), key)
-        if marker in self._in_progress:
-            raise _Unresolved(f"cyclic reference: {display_path(cd, key)} depends on itself",
-                              "break the circle of links", error=CyclicReference)
-        self._in_progress.add(marker)
-        try:
-            yield
-        finally:
-            self._in_progress.discard(marker)
+    @staticmethod
+    def _cycle(cd: ComponentDescription, key: str) -> _Unresolved:
+        """``cd.key`` was met again while it was being resolved: a circle of links."""
+        return _Unresolved(f"cyclic reference: {display_path(cd, key)} depends on itself",
+                           "break the circle of links", error=CyclicReference)
 
     def _apply(self, apply: Apply) -> object:
         body = apply.body
+        attributes = body._attributes
         lazy = False
         arguments: list[object] = []
-        for key in list(body.raw_keys()):
-            if not isinstance(key, str) or key in NON_ARGUMENTS:
+        # Resolving an argument replaces values, never adds or removes keys: iterating over the
+        # mapping itself is safe (and spares a copy of the keys per application).
+        for key, raw in attributes.items():
+            if type(key) is not str or key in NON_ARGUMENTS:
+                continue
+            kind = type(raw)
+            if kind is not Reference and kind is not Apply and raw is not TBD:
+                arguments.append(raw)  # a literal (or a description): its own value
                 continue
             try:
                 value = self.value_of(body, key)
             except _Lazy:
                 lazy = True
-                raw = body.raw_get(key)
+                raw = attributes.get(key)
                 if isinstance(raw, Reference):
                     body.replace_value(key, raw.with_flags(lazy=True))
                 elif isinstance(raw, Apply):
                     raw.lazy = True
                 continue
-            if isinstance(value, ComponentDescription) and body.raw_get(key) is not value:
-                self._check_containment(body, key, value)
-            body.replace_value(key, value) if not isinstance(value, ComponentDescription) else None
+            if type(value) is ComponentDescription:
+                if attributes.get(key) is not value:
+                    self._check_containment(body, key, value)
+            else:
+                body.replace_value(key, value)
             arguments.append(value)
         if lazy:
             raise _Lazy()
         name = apply.function
-        canonical = _names.canonical_function(name)
-        function = FUNCTIONS.get(canonical or "")
+        function = self._functions.get(name)
+        if function is None:
+            function = FUNCTIONS.get(_names.canonical_function(name) or "")
+            if function is not None:
+                self._functions[name] = function
         if function is None:
             raise _Unresolved(f"unknown function {name!r}",
                               close_match_hint(name.rsplit(".", 1)[-1], _names.FUNCTION_NAMES,
