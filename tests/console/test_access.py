@@ -143,7 +143,8 @@ def test_nothing_changes_on_get_and_a_post_needs_the_pages_csrf_value_and_its_ow
     assert web[0]["state"] == "started"
 
 
-def test_on_localhost_no_token_is_needed_but_a_page_reached_by_another_name_is_refused(user: User, daemon: DaemonProcess) -> None:
+def test_on_localhost_no_token_is_needed_but_a_page_reached_by_another_name_is_refused(
+        user: User, daemon: DaemonProcess) -> None:
     with running_console(user, "--bind", "127.0.0.1:0", "--host", daemon.host) as console:  # any free port
         port = int(console.base.rsplit(":", 1)[1].rstrip("/"))
         assert console.url == f"http://127.0.0.1:{port}/"  # no token on localhost
