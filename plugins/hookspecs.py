@@ -9,7 +9,7 @@ Two kinds of hooks:
 
 * contributions (every plugin's answer is collected): component types, CLI commands;
 * decisions (``firstresult``: the first plugin that does not return ``None`` decides): what a
-  parent does when a child terminated.
+  parent does when a child terminated, which host runs a component a Scheduler places.
 """
 
 from __future__ import annotations
