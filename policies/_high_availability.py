@@ -153,13 +153,11 @@ class HighAvailability:
     def list_domains(self) -> DomainsReply:
         import libvirt
 
-        from sd_actors.plugins._libvirt_events import open_connection
+        from sd_actors.plugins import hypervisor_connection
 
-        connection = open_connection(self.hypervisor)
-        try:
-            names = [domain.name() for domain in connection.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
-        finally:
-            connection.close()
+        # The System's own connection: with test:///path/host.xml it is the only one that sees its VMs.
+        connection = hypervisor_connection(self.system, self.hypervisor)
+        names = [domain.name() for domain in connection.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
         return DomainsReply(hypervisor=self.hypervisor, running=tuple(sorted(names)))
 
     # -- what an HARestarter asks ----------------------------------------------------------------------
