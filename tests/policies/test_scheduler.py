@@ -209,6 +209,18 @@ def test_a_child_that_fits_nowhere_fails_the_deployment_and_the_others_reservati
     assert left == {}
 
 
+def test_the_reservation_of_a_child_whose_deploy_fails_is_released(hypervisor: str) -> None:
+    source = description('a extends VM { domainName "a"; } b extends VM { domainName "b"; domainType "nosuch"; }')
+
+    with open_system(properties={"sd_actors.hypervisor": hypervisor}) as system:
+        with pytest.raises(ComponentFailed) as failure:
+            system.deploy(parse_string(source), name="app")
+        left = host_ledger(system.runtime).reservations()
+
+    assert failure.value.record.path == ("app", "vms", "b")
+    assert left == {}
+
+
 def test_without_a_daemon_only_the_systems_own_host_can_be_used(hypervisor: str) -> None:
     source = description('a extends VM { domainName "a"; }', 'hosts [|"elsewhere"|];')
 
