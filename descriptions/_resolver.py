@@ -122,6 +122,16 @@ class _SchemaRule:
     optional: bool
     binding: str
     allowed: tuple[str, ...]
+    # Types of values that pass this rule without a closer look (checked once, here).
+    passing: frozenset[type]
+
+    @classmethod
+    def of(cls, name: str, label: str, optional: bool, binding: str, allowed: tuple[str, ...]) -> _SchemaRule:
+        passing: set[type] = {type(TBD)}  # a TBD is reported, with its fix, by the link phase
+        if binding != "lazy":
+            passing.update(kind for kind, name_of_kind in _KIND_OF_TYPE.items()
+                           if "anyClass" in allowed or name_of_kind in allowed)
+        return cls(name, label, optional, binding, allowed, frozenset(passing))
 
 
 class _StaticAssertion:
@@ -164,6 +174,9 @@ class Resolver:
         self.share_schemas = True
         self._constructed: dict[int, Apply] = {}
         self._schema_rules: dict[int, _SchemaRule] = {}
+        # A shared (frozen) schema's rules, in order, by id(schema body); the body is kept with them
+        # so that its id stays its own. None: it holds other assertions too, checked one by one.
+        self._schemas: dict[int, tuple[ComponentDescription, tuple[_SchemaRule | str, ...] | None]] = {}
         self._frozen_schema = False
         self._in_progress: set[tuple[int, object]] = set()
         self._link_live: set[int] = set()
@@ -426,8 +439,40 @@ class Resolver:
         if phase not in ("static", "staticLazy", "dynamic"):
             raise _Unresolved(f"sfAssertionPhase is {phase!r}", 'use "static", "staticLazy" or "dynamic"',
                               error=FunctionError)
+        rules = self._schema_of(body) if body.frozen else None
+        failures = self._assertion_failures(holder, body, phase) if rules is None else \
+            self._schema_failures(holder, rules)
+        if failures:
+            schema = any("schema" in f for f in failures)
+            raise _Unresolved(
+                ("schema check failed for " if schema else "assertions failed for ")
+                + f"{display_path(holder)}: " + "; ".join(failures),
+                "give the attribute a value of the kind the schema asks for" if schema
+                else "change the values so that every assertion holds",
+                error=SchemaViolation if schema else AssertionFailed)
+        if pristine is not None:
+            if "sfAssertionPhase" in pristine:
+                pristine.remove("sfAssertionPhase")
+            return Apply("ASSERT", pristine, lazy=True, location=apply.location)
+        return _CHECKED
+
+    def _schema_failures(self, holder: ComponentDescription, rules: tuple[_SchemaRule | str, ...]) -> list[str]:
+        """What ``holder`` breaks of a shared schema's rules (most values pass on their type alone)."""
         failures: list[str] = []
-        has_lazy = False
+        attributes = holder._attributes
+        for rule in rules:
+            if isinstance(rule, str):
+                failures.append(rule)
+            elif type(attributes.get(rule.name, _MISSING)) not in rule.passing:
+                problem = self._apply_rule(holder, rule)
+                if problem:
+                    failures.append(problem)
+        return failures
+
+    def _assertion_failures(self, holder: ComponentDescription, body: ComponentDescription, phase: object
+                            ) -> list[str]:
+        """What fails of the assertions and schema elements in ``body``, checked on ``holder``."""
+        failures: list[str] = []
         for name in list(body.raw_keys()):
             if not isinstance(name, str) or name in ("sfFunctionClass", "sfAssertionPhase"):
                 continue
@@ -445,7 +490,6 @@ class Resolver:
                     raise _Unresolved("static assertion cannot be checked: it uses LAZY attributes",
                                       'use sfAssertionPhase "staticLazy" or "dynamic"', error=AssertionFailed
                                       ) from None
-                has_lazy = True
                 continue
             if name.startswith("sf"):
                 continue
@@ -453,20 +497,25 @@ class Resolver:
                 failures.append(f"{name}: has non-boolean value {value_kind(value)}")
             elif not value:
                 failures.append(f"{name}: evaluates to false")
-        if failures:
-            schema = any("schema" in f for f in failures)
-            raise _Unresolved(
-                ("schema check failed for " if schema else "assertions failed for ")
-                + f"{display_path(holder)}: " + "; ".join(failures),
-                "give the attribute a value of the kind the schema asks for" if schema
-                else "change the values so that every assertion holds",
-                error=SchemaViolation if schema else AssertionFailed)
-        if pristine is not None:
-            if "sfAssertionPhase" in pristine:
-                pristine.remove("sfAssertionPhase")
-            return Apply("ASSERT", pristine, lazy=True, location=apply.location)
-        del has_lazy
-        return _CHECKED
+        return failures
+
+    def _schema_of(self, body: ComponentDescription) -> tuple[_SchemaRule | str, ...] | None:
+        """The rules of a shared (frozen) schema, worked out once; None if it holds other assertions."""
+        known = self._schemas.get(id(body))
+        if known is not None:
+            return known[1]
+        rules: list[_SchemaRule | str] | None = []
+        for name, element in body._attributes.items():
+            if not isinstance(name, str) or name in ("sfFunctionClass", "sfAssertionPhase"):
+                continue
+            if rules is not None and isinstance(element, Apply) and element.kind == "APPLY" and \
+                    _names.canonical_function(element.function) == _names.function("CheckSchemaElement"):
+                rules.append(self._schema_rule(element))
+            else:
+                rules = None
+        result = None if rules is None else tuple(rules)
+        self._schemas[id(body)] = (body, result)
+        return result
 
     def _check_schema_element(self, holder: ComponentDescription, element: Apply) -> str | None:
         # A shared (frozen) schema's rules are worked out once, not once per component.
@@ -502,7 +551,7 @@ class Resolver:
         binding = settings.get("binding", "anyBinding")
         if binding not in ("anyBinding", "eager", "lazy"):
             return f"schema: binding of {label} must be \"eager\", \"lazy\" or \"anyBinding\", not {binding!r}"
-        return _SchemaRule(name, label, settings.get("optional") is True, str(binding),
+        return _SchemaRule.of(name, label, settings.get("optional") is True, str(binding),
                            tuple(_class_names(settings.get("class", "anyClass"))))
 
     def _apply_rule(self, holder: ComponentDescription, rule: _SchemaRule) -> str | None:
@@ -836,6 +885,11 @@ class Resolver:
 
 
 _MISSING: Final = object()
+# The kinds of the plain Python types (as value_kind names them).
+_KIND_OF_TYPE: Final[Mapping[type, str]] = {
+    bool: "Boolean", Long: "Long", int: "Integer", Double: "Double", float: "Float", str: "String",
+    type(None): "Null", list: "Vector", bytes: "ByteArray", ComponentDescription: "CD",
+}
 # Values the link phase has nothing to do with.
 _PLAIN: Final = frozenset({str, int, float, bool, type(None), list, bytes, Long, Double})
 
