@@ -8,25 +8,19 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from sd_actors.actors.client import CommandError, connect, request
-from sd_actors.actors.console._server import (
-    DEFAULT_CONSOLE_PORT,
-    ConsoleError,
-    ConsoleSettings,
-    RunningConsole,
-    default_template_folders,
-    open_console,
-    parse_bind,
-)
-from sd_actors.net import authorize
-from sd_actors.net._node import Client
 from sd_actors.net._protocol import GetStatus
 from sd_actors.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from sd_actors.actors._daemon import Daemon
+    from sd_actors.actors.console._server import ConsoleSettings, RunningConsole
+
+# Not imported from _server: this module is loaded by every sd-actors command, the server (aiohttp)
+# only when a console runs.
+DEFAULT_CONSOLE_PORT: Final = 3880
 
 _EXAMPLES = f"""\
 examples:
@@ -58,6 +52,8 @@ def sd_actors_cli_commands(commands: argparse._SubParsersAction[argparse.Argumen
 
 
 def run_console(arguments: argparse.Namespace, out: TextIO) -> int:
+    from sd_actors.actors.console._server import ConsoleError, open_console
+
     settings = _settings(arguments.bind, tuple(Path(folder) for folder in arguments.templates))
     stop = threading.Event()
     # Signal handlers belong to the command line, as for the daemon.
@@ -82,6 +78,8 @@ def run_console(arguments: argparse.Namespace, out: TextIO) -> int:
 
 
 def _settings(bind: str, templates: tuple[Path, ...]) -> ConsoleSettings:
+    from sd_actors.actors.console._server import ConsoleSettings, default_template_folders, parse_bind
+
     try:
         host, port = parse_bind(bind)
     except ValueError as error:
@@ -102,13 +100,16 @@ def open_daemon_console(daemon: Daemon, bind: str | None, out: TextIO) -> Iterat
     if bind is None:
         yield
         return
+    from sd_actors.actors._daemon import make_registry
+    from sd_actors.actors.console._server import ConsoleError, open_console
+    from sd_actors.net import authorize
+    from sd_actors.net._node import Client
+
     keypair = daemon.keypair
     if keypair is not None:  # the console talks as the daemon itself: the daemon lets its own key in
         authorize(daemon.settings.state_dir, keypair.public, "this daemon's own web console")
 
     def connect_to_daemon() -> Client:
-        from sd_actors.actors._daemon import make_registry
-
         return Client(daemon.endpoint, registry=make_registry(), keypair=keypair,
                       server_public=keypair.public if keypair is not None else None)
 

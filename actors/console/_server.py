@@ -29,6 +29,7 @@ from aiohttp import web
 from sd_actors.actors._client_commands import EXIT_FAILED
 from sd_actors.actors.client import CommandError, request
 from sd_actors.actors.console._access import CSRF_HEADER, AccessPolicy, Handler
+from sd_actors.actors.console._plugin import DEFAULT_CONSOLE_PORT
 from sd_actors.actors.console._templates import APP_NAME, Template, TemplateError, list_templates
 from sd_actors.descriptions import DescriptionError, library_folder, to_sf
 from sd_actors.net._node import Client
@@ -50,7 +51,6 @@ from sd_actors.net._protocol import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONSOLE_PORT: Final = 3880
 # How long one WatchApplications stream lasts before the watcher renews it (and how long closing
 # the console may wait for the watcher).
 WATCH_SECONDS: Final = 5.0

@@ -3,6 +3,8 @@
 "use strict";
 
 const FINAL = new Set(["terminated", "failed"]);
+// An application whose root is gone from the daemon (ended before it restarted) shows as its journal says.
+const APP_STATES = {deploying: "created", running: "started", terminating: "terminating", failed: "failed"};
 const ICONS = {new: "○", created: "◐", deployed: "◐", started: "●", terminating: "◌", terminated: "■", failed: "✖"};
 const meta = document.querySelector('meta[name="sd-csrf"]');
 const model = {apps: new Map(), selected: null, templates: [], template: null, host: "", launched: new Map()};
@@ -104,7 +106,7 @@ function renderTree() {
       children.get(parent).push(component);
     }
     const root = app.components.get(app.name) ||
-      {path: [app.name], state: {running: "started", failed: "failed"}[app.status] || "terminated",
+      {path: [app.name], state: APP_STATES[app.status] || "terminated",
        host: app.host, component_class: "", liveness: "", record: app.record};
     top.append(renderNode(root, children, app));
   }
