@@ -537,10 +537,11 @@ class Daemon:
 
     def _component_details(self, ref: ComponentRef) -> ComponentDetails:
         description = ref.description
-        children = {child.name for child in list(ref.children)}
+        # Children are the tree's nodes, not attributes (also once they have terminated).
         attributes = tuple(
-            AttributeInfo(name=name, value=format_value(description[name]), tags=tuple(sorted(description.tags(name))))
-            for name in description if name not in children)
+            AttributeInfo(name=name, value=format_value(value), tags=tuple(sorted(description.tags(name))))
+            for name, value in description.items()
+            if not (isinstance(value, ComponentDescription) and value.eager and "sfClass" in value))
         return ComponentDetails(status=_component_status(ref, self.settings.host), attributes=attributes)
 
     def _terminate_component(self, request: Request, message: TerminateComponent) -> None:

@@ -130,6 +130,10 @@ def test_the_page_shows_a_deployed_application_as_a_tree_with_hosts_states_and_a
     rows = attribute_rows(browser)
     assert rows["greeting"] == ['"hello"', "public"]
     assert rows["port"] == ["8080", ""]
+    click(browser, f"{root} .name")
+    wait_until(browser, lambda driver: text(driver, "#selected-title") == "shop" and "sfClass" in attribute_rows(driver)
+               and "greeting" not in attribute_rows(driver), "the attributes of shop")
+    assert not {"web", "db"} & set(attribute_rows(browser))  # its children are in the tree, not among its attributes
     assert browser.find_element(By.ID, "record").text == "none"
 
 
@@ -169,6 +173,7 @@ def test_an_abnormal_termination_from_the_tree_fails_the_component_and_its_paren
     screenshot(browser, "terminated-abnormally-from-the-tree")
     assert text(browser, f"{root} .icon") == "✖"
     assert "cart:db" in browser.find_element(By.ID, "record").text
+    assert not {"web", "db"} & set(attribute_rows(browser))  # terminated children are not attributes either
     status = user.run("status", "cart", "--json", "--host", daemon.host)
     assert json.loads(status.stdout)["applications"][0]["status"] == "failed", status.stdout
 
@@ -237,11 +242,14 @@ def test_the_page_says_when_its_daemon_stops_answering_and_carries_on_when_it_is
         node(browser, "steady:web", "started")
 
         daemon.stop()
-        wait_until(browser, lambda driver: text(driver, "#daemon").startswith("daemon not answering"),
+        wait_until(browser, lambda driver: text(driver, "#daemon") == "daemon not answering",
                    "that the daemon does not answer")
         screenshot(browser, "daemon-not-answering")
+        assert "no answer from the daemon" in (browser.find_element(By.ID, "daemon").get_attribute("title") or "")
+        assert "stale" in (browser.find_element(By.ID, "tree").get_attribute("class") or "")
         daemon.start()
 
         wait_until(browser, lambda driver: text(driver, "#daemon") == f"daemon {socket.gethostname()}",
                    "that the daemon answers again")
         node(browser, "steady:web", "started")
+        assert "stale" not in (browser.find_element(By.ID, "tree").get_attribute("class") or "")

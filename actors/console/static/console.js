@@ -43,6 +43,15 @@ async function postJson(url, body) {
 }
 
 // ---------------------------------------------------------------------------------- the model
+// What the tree shows is stale while the daemon (or the console) does not answer: it is dimmed.
+function showReachable(problem, text) {
+  const indicator = $("#daemon");
+  indicator.textContent = problem ? text : `daemon ${model.host}`;
+  indicator.title = problem || "";
+  indicator.classList.toggle("down", Boolean(problem));
+  $("#tree").classList.toggle("stale", Boolean(problem));
+}
+
 function applySnapshot(snapshot) {
   model.host = snapshot.host;
   model.apps = new Map();
@@ -56,8 +65,7 @@ function applySnapshot(snapshot) {
     }
     model.apps.set(app.name, {name: app.name, status: app.status, host: app.host, record: app.record, components});
   }
-  $("#daemon").textContent = `daemon ${model.host}`;
-  $("#daemon").classList.remove("down");
+  showReachable("", "");
   scheduleRender();
 }
 
@@ -352,15 +360,8 @@ function listen() {
   events.addEventListener("snapshot", (event) => applySnapshot(JSON.parse(event.data)));
   events.addEventListener("notice", (event) => applyNotice(JSON.parse(event.data)));
   events.addEventListener("launched", (event) => launched(JSON.parse(event.data)));
-  events.addEventListener("daemon", (event) => {
-    const problem = JSON.parse(event.data).error;
-    $("#daemon").textContent = problem ? `daemon not answering: ${problem}` : `daemon ${model.host}`;
-    $("#daemon").classList.toggle("down", Boolean(problem));
-  });
-  events.addEventListener("error", () => {
-    $("#daemon").textContent = "console not answering; reconnecting…";
-    $("#daemon").classList.add("down");
-  });
+  events.addEventListener("daemon", (event) => showReachable(JSON.parse(event.data).error, "daemon not answering"));
+  events.addEventListener("error", () => showReachable("the page lost its event stream", "console not answering; reconnecting…"));
 }
 
 $("#tab-apps").addEventListener("click", () => showView("apps"));
