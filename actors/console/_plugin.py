@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -84,7 +85,8 @@ def _settings(bind: str, templates: tuple[Path, ...]) -> ConsoleSettings:
         host, port = parse_bind(bind)
     except ValueError as error:
         raise CommandError(f"--bind {error}", 2) from None
-    return ConsoleSettings(host=host, port=port, templates=templates or default_template_folders())
+    return ConsoleSettings(host=host, port=port, templates=templates or default_template_folders(),
+                           requested_by=f"{os.environ.get('USER', 'someone')} (web console)")
 
 
 def _announce(running: RunningConsole, shown: str, out: TextIO) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from selenium.webdriver.common.by import By
 
+from sd_actors.actors.console import AccessPolicy, parse_bind
 from tests.actors.daemon_helpers import DaemonProcess, User, free_port, running_daemon
 from tests.console.harness import ConsoleProcess, open_browser, running_console, screenshot, wait_until
 
@@ -175,3 +176,27 @@ def test_a_daemon_started_with_console_serves_it_talking_to_itself_with_its_own_
 
     assert status[0] == 200, status
     assert [app["name"] for app in status[1]["applications"]] == ["own"]  # type: ignore[union-attr,index]
+
+
+@pytest.mark.parametrize(("bind", "expected"), [
+    ("127.0.0.1:3880", ("127.0.0.1", 3880)),
+    ("0.0.0.0:0", ("0.0.0.0", 0)),  # noqa: S104 (test data: no socket is bound)
+    ("localhost", ("localhost", 3880)),
+    (":4000", ("127.0.0.1", 4000)),
+    ("[::1]:4000", ("::1", 4000)),
+], ids=["address-and-port", "any-port", "name-only", "port-only", "ipv6"])
+def test_bind_takes_an_address_a_port_or_both(bind: str, expected: tuple[str, int]) -> None:
+    assert parse_bind(bind) == expected
+
+
+def test_a_bind_with_a_bad_port_says_what_a_good_one_looks_like() -> None:
+    with pytest.raises(ValueError, match=r"'127.0.0.1:http': the port must be a number from 0 to 65535, as in "):
+        parse_bind("127.0.0.1:http")
+
+
+@pytest.mark.parametrize(("host", "needs_token"), [
+    ("127.0.0.1", False), ("127.0.0.2", False), ("localhost", False), ("::1", False),
+    ("0.0.0.0", True), ("::", True), ("10.0.0.2", True), ("console.example", True),  # noqa: S104 (test data)
+])
+def test_only_a_console_bound_to_loopback_goes_without_a_token(host: str, needs_token: bool) -> None:
+    assert (AccessPolicy.for_address(host, 3880).token is not None) is needs_token
