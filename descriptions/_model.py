@@ -275,13 +275,17 @@ class ComponentDescription:
         """The raw attribute mapping, for fast membership tests (do not mutate)."""
         return self._attributes
 
-    def adopt_attributes(self, other: ComponentDescription) -> None:
-        """Take ``other``'s attributes, tags and locations (type resolution's merged result)."""
-        self._attributes = other._attributes
-        self._tags = other._tags
-        self.locations = other.locations
-        self._shared = other._shared
-        for value in self._attributes.values():
+    def adopt_attributes(self, attributes: dict[Key, object], tags: dict[Key, frozenset[str]],
+                         locations: dict[Key, SourceLocation]) -> None:
+        """Take these attributes, tags and locations, owned by nobody else (type resolution's merged result).
+
+        Tags are only the non-empty ones; tags and locations only of keys in ``attributes``.
+        """
+        self._attributes = attributes
+        self._tags = tags
+        self.locations = locations
+        self._shared = False
+        for value in attributes.values():
             if isinstance(value, ComponentDescription):
                 if not value.frozen:
                     value.parent = self
@@ -295,6 +299,10 @@ class ComponentDescription:
     def raw_tags(self, name: Key) -> frozenset[str]:
         return self._tags.get(name, frozenset())
 
+    def raw_tags_of_all(self) -> Iterator[frozenset[str]]:
+        """The tags of the attributes that have any (in no particular order)."""
+        return iter(self._tags.values())
+
     def move_to_front(self, name: Key) -> None:
         """Make ``name`` the first attribute (SmartFrog puts sfFunctionClass first in an APPLY)."""
         attributes = self._attributes
@@ -307,11 +315,13 @@ class ComponentDescription:
         self._shared = False
 
     def remove(self, name: Key) -> None:
-        if self._shared:
-            self._unshare()
         del self._attributes[name]
-        self._tags.pop(name, None)
-        self.locations.pop(name, None)
+        # Shared tags and locations are copied only when there is something to take out of them.
+        if name in self._tags or name in self.locations:
+            if self._shared:
+                self._unshare()
+            self._tags.pop(name, None)
+            self.locations.pop(name, None)
 
     # -- navigation --------------------------------------------------------------------------
     def root(self) -> ComponentDescription:

@@ -639,7 +639,7 @@ class Resolver:
             self._resolve_types(target)
             inherited.update(target.raw_keys())
             self._subtype(cd, target, copy=True)
-        if inherited:
+        if inherited and any("sfOverride" in tags for tags in cd.raw_tags_of_all()):
             for key in cd.raw_keys():
                 if "sfOverride" in cd.raw_tags(key) and key not in inherited:
                     raise TypeResolutionError(
@@ -649,21 +649,35 @@ class Resolver:
                                               otherwise="remove the sfOverride tag, or fix the name"))
 
     def _subtype(self, cd: ComponentDescription, prototype: ComponentDescription, *, copy: bool) -> None:
-        merged = ComponentDescription(cd.parent, eager=cd.eager, location=cd.location)
-        for key, value in prototype.raw_items():
-            merged.set(key, copy_value(value, cd) if copy else value, tags=prototype.raw_tags(key),
-                       location=prototype.locations.get(key))
-        for key, value in cd.raw_items():
-            tags = cd.raw_tags(key)
-            if key in merged.raw_keys_set():
-                if "sfFinal" in merged.raw_tags(key):
+        # The prototype's attributes, then cd's own: an override keeps the prototype's position and
+        # adds its tags to the prototype's. Built as plain dicts: this runs for every component.
+        if copy:
+            attributes = {key: copy_value(value, cd) for key, value in prototype._attributes.items()}
+        else:
+            attributes = dict(prototype._attributes)
+        tags = dict(prototype._tags)
+        locations = dict(prototype.locations)
+        own_tags = cd._tags
+        own_locations = cd.locations
+        for key, value in cd._attributes.items():
+            key_tags = own_tags.get(key, _NO_TAGS)
+            if key in attributes:
+                inherited_tags = tags.get(key, _NO_TAGS)
+                if "sfFinal" in inherited_tags:
                     raise FinalAttributeOverridden(
                         f"attribute {key!r} is tagged sfFinal and may not be overridden in {display_path(cd)}",
-                        at=cd.locations.get(key, cd.location),
+                        at=own_locations.get(key, cd.location),
                         hint=f"remove the override of {key!r}, or the sfFinal tag in the prototype")
-                tags = merged.raw_tags(key) | tags
-            merged.set(key, value, tags=tags, location=cd.locations.get(key))
-        cd.adopt_attributes(merged)
+                key_tags = inherited_tags | key_tags
+            attributes[key] = value
+            if key_tags:
+                tags[key] = key_tags
+            else:
+                tags.pop(key, None)
+            location = own_locations.get(key)
+            if location is not None:
+                locations[key] = location
+        cd.adopt_attributes(attributes, tags, locations)
 
     def _type_walk(self, reference: Reference, cd: ComponentDescription) -> object:
         # Prototype references may pass through components whose own prototypes are not merged yet.
@@ -885,6 +899,7 @@ class Resolver:
 
 
 _MISSING: Final = object()
+_NO_TAGS: Final[frozenset[str]] = frozenset()
 # The kinds of the plain Python types (as value_kind names them).
 _KIND_OF_TYPE: Final[Mapping[type, str]] = {
     bool: "Boolean", Long: "Long", int: "Integer", Double: "Double", float: "Float", str: "String",
