@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -80,6 +81,10 @@ def running_console(user: User, *arguments: str) -> Iterator[ConsoleProcess]:
 @contextlib.contextmanager
 def open_browser() -> Iterator[WebDriver]:
     """A headless Chromium (as root it needs --no-sandbox), closed at the end."""
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if missing:  # never let selenium fetch a browser of its own: say what setup installs
+        pytest.fail(f"{', '.join(missing)} missing: run scripts/setup.sh (it installs Debian's chromium and "
+                    "chromium-driver)", pytrace=False)
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
