@@ -185,9 +185,11 @@ class HARestarter(Component):
         services = self._services
         assert services is not None
         if not outcome.won:
+            # Said once per wait (a cut-off daemon asks again every heartbeat interval until it heals).
+            log = logger.debug if name in self._waiting_for else logger.info
             self._waiting_for[name] = f"the pool's grant ({outcome})"
-            logger.info("%s:%s: restart of generation %d %s; asking again", ":".join(self.context.path), name,
-                        pending.generation, outcome)
+            log("%s:%s: restart of generation %d %s; asking again", ":".join(self.context.path), name,
+                pending.generation, outcome)
             self._timers.append(self.context.call_later(services.retry_interval, lambda: self._restart(name)))
             return
         logger.info("%s:%s: the pool granted generation %d (%s)", ":".join(self.context.path), name,

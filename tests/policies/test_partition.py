@@ -238,6 +238,10 @@ def test_the_vms_of_a_host_whose_daemon_is_killed_run_once_on_the_survivors(pool
     assert status["applications"][0]["status"] == "running"
     assert {states[f"ha:ha:{vm}"][0] for vm in ("vm1", "vm2", "vm3")} == {"started"}
     assert pool.hosts["h3"].address not in {states[f"ha:ha:{vm}"][1] for vm in ("vm2", "vm3")}
+    listed = [json.loads(pool.cli("domains", "--json", "--host", pool.endpoint(host)).stdout) for host in ("h1", "h2")]
+    assert sorted(name for reply in listed for name in reply["running"] if name != TEST_DRIVER_DOMAIN) == [
+        "vm1", "vm2", "vm3"]
+    assert {reply["hypervisor"] for reply in listed} == {"test:///default"}
     print(f"host death to its VMs running elsewhere: {restarted - killed:.2f} s")
 
 
