@@ -49,19 +49,73 @@ def hypervisor_connection(owner: SharesObjects, uri: str) -> libvirt.virConnect:
     :param uri: a libvirt URI: ``qemu:///system``, ``test:///default``, ``test:///path/host.xml``…
     :raises HypervisorError: when libvirt cannot connect, saying to what and what to check.
     """
+    return _hypervisor(owner, uri).connection()
+
+
+def watch_domain_lifecycle(owner: SharesObjects, uri: str, uuid: str,
+                           on_event: Callable[[int, int], None]) -> Callable[[], None]:
+    """Call ``on_event(event, detail)`` for each lifecycle event of domain ``uuid`` on ``uri``.
+
+    One libvirt callback per System and hypervisor serves every domain (registering one per
+    domain costs libvirt a walk over all of them), and it is registered again on a connection
+    opened again. ``on_event`` runs on libvirt's event thread: hand the work to your own.
+
+    :returns: the function that stops the watching.
+    :raises HypervisorError: when libvirt cannot connect or register the callback.
+    """
+    return _hypervisor(owner, uri).watch(uuid, on_event)
+
+
+def _hypervisor(owner: SharesObjects, uri: str) -> _Hypervisor:
     hypervisor = owner.shared(("libvirt", uri), lambda: _Hypervisor(uri))
     if not isinstance(hypervisor, _Hypervisor):  # another kind of object under libvirt's key
         raise HypervisorError(f"the System's shared object for {uri!r} is {hypervisor!r}, not a libvirt connection")
-    return hypervisor.connection()
+    return hypervisor
 
 
 class _Hypervisor:
-    """The shared connection to one URI: opened on first use, again if it died, closed with the System."""
+    """The shared connection to one URI: opened on first use, again if it died, closed with the System;
+    with the one lifecycle callback that tells each watched domain's watcher."""
 
     def __init__(self, uri: str) -> None:
         self._uri = uri
         self._lock = threading.Lock()
         self._connection: libvirt.virConnect | None = None
+        self._watchers: dict[str, Callable[[int, int], None]] = {}
+        self._registered: libvirt.virConnect | None = None
+        """The connection that carries the lifecycle callback."""
+
+    def watch(self, uuid: str, on_event: Callable[[int, int], None]) -> Callable[[], None]:
+        connection = self.connection()
+        with self._lock:
+            self._watchers[uuid] = on_event
+            if self._registered is not connection:
+                self._register(connection)
+
+        def unwatch() -> None:
+            with self._lock:
+                if self._watchers.get(uuid) is on_event:
+                    del self._watchers[uuid]
+
+        return unwatch
+
+    def _register(self, connection: libvirt.virConnect) -> None:
+        # Called with the lock held.
+        try:
+            connection.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._dispatch, None)
+        except libvirt.libvirtError as error:
+            raise HypervisorError(f"cannot watch the domain events of hypervisor {self._uri!r}: {error}") from error
+        self._registered = connection
+
+    def _dispatch(self, _connection: libvirt.virConnect, domain: libvirt.virDomain, event: int, detail: int,
+                  _opaque: object) -> None:
+        try:
+            uuid = domain.UUIDString()
+        except libvirt.libvirtError:
+            return
+        watcher = self._watchers.get(uuid)
+        if watcher is not None:
+            watcher(event, detail)
 
     def connection(self) -> libvirt.virConnect:
         with self._lock:
@@ -78,6 +132,8 @@ class _Hypervisor:
                 logger.warning("the connection to hypervisor %r had died: opened it again", self._uri)
                 with contextlib.suppress(libvirt.libvirtError):
                     previous.close()
+                if self._watchers:  # the watched domains go on being told
+                    self._register(self._connection)
             return self._connection
 
     def close(self) -> None:

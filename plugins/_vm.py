@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +20,7 @@ from sd_actors.actors import (
     TerminationRecord,
 )
 from sd_actors.plugins._domain_xml import Disk, DomainSpec, Owner, default_domain_type, domain_xml, read_owner
-from sd_actors.plugins._hypervisors import HypervisorError, hypervisor_connection
+from sd_actors.plugins._hypervisors import HypervisorError, hypervisor_connection, watch_domain_lifecycle
 from sd_actors.plugins._storage import DEFAULTS, STORAGE_ATTRIBUTES
 from sd_actors.plugins.hookspecs import hookimpl
 
@@ -121,7 +120,7 @@ class VM(Component):
         self._uuid = ""
         self._connection: libvirt.virConnect | None = None
         self._domain: libvirt.virDomain | None = None
-        self._callback_id: int | None = None
+        self._unwatch: Callable[[], None] | None = None
         self._watching = True
         self._liveness_delay = DEFAULT_LIVENESS_DELAY_MS / 1000
         self._liveness_factor = DEFAULT_LIVENESS_FACTOR
@@ -214,23 +213,22 @@ class VM(Component):
         self._ending = True
         if self._timer is not None:
             self._timer.cancel()
-        if self._connection is not None and self._callback_id is not None:
-            with contextlib.suppress(libvirt.libvirtError):
-                self._connection.domainEventDeregisterAny(self._callback_id)
-        self._callback_id = None
+        if self._unwatch is not None:
+            self._unwatch()
+        self._unwatch = None
 
     def _watch_events(self) -> None:
-        connection, domain = self._connection_or_fail(), self._domain_or_fail()
         context = self.context
 
-        def on_lifecycle(_connection: libvirt.virConnect, _domain: libvirt.virDomain, event: int, detail: int,
-                         _opaque: object) -> None:
+        def on_lifecycle(event: int, _detail: int) -> None:
             # libvirt's event thread: hand the event to the component's own thread.
             if event in _STOP_EVENTS:
                 context.call_soon(self._look)
 
-        self._callback_id = self._libvirt(lambda: connection.domainEventRegisterAny(
-            domain, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None), "watch the events of")
+        try:
+            self._unwatch = watch_domain_lifecycle(context, self._uri, self._uuid, on_lifecycle)
+        except HypervisorError as error:
+            raise DomainError(f"{self._where}: domain {self._name!r}: {error}") from error
 
     def _poll(self) -> None:
         self._timer = None
@@ -271,7 +269,8 @@ class VM(Component):
 
     def _reconnect(self) -> bool:
         """After a libvirt error: if the System opened a new connection (the old one died with its
-        libvirtd), find the domain again by UUID through it and watch it again. False: nothing new."""
+        libvirtd), find the domain again by UUID through it (its events follow by themselves). False:
+        nothing new."""
         try:
             connection = hypervisor_connection(self.context, self._uri)
         except HypervisorError:
@@ -284,9 +283,7 @@ class VM(Component):
             return False
         logger.warning("%s: the connection to %s had died: watching domain %r through a new one", self._where,
                        self._uri, self._name)
-        self._connection, self._domain, self._callback_id = connection, domain, None
-        if self._watching and not self._ending:
-            self._watch_events()
+        self._connection, self._domain = connection, domain
         return True
 
     def _end(self, kind: str, description: str, cause: str) -> None:
