@@ -299,9 +299,9 @@ class ComponentDescription:
     def raw_tags(self, name: Key) -> frozenset[str]:
         return self._tags.get(name, frozenset())
 
-    def raw_tags_of_all(self) -> Iterator[frozenset[str]]:
-        """The tags of the attributes that have any (in no particular order)."""
-        return iter(self._tags.values())
+    def raw_tags_mapping(self) -> dict[Key, frozenset[str]]:
+        """The tags of the attributes that have any, by key (do not mutate)."""
+        return self._tags
 
     def move_to_front(self, name: Key) -> None:
         """Make ``name`` the first attribute (SmartFrog puts sfFunctionClass first in an APPLY)."""

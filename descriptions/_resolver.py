@@ -52,6 +52,7 @@ from sd_actors.descriptions._model import (
     Apply,
     ComponentDescription,
     Double,
+    Key,
     Long,
     PlacementSlot,
     Reference,
@@ -325,6 +326,19 @@ class Resolver:
                 return reference
             if reference.lazy:
                 raise _Lazy()
+            parts = reference.parts
+            if len(parts) == 1 and parts[0].kind == ATTRIB:
+                # Most links are one name whose nearest definition is a literal: nothing to follow
+                # further, so no cycle to guard against. Anything else takes the general way.
+                name = parts[0].name or ""
+                node: ComponentDescription | None = cd
+                while node is not None:
+                    found = node._attributes.get(name, _MISSING)
+                    if found is not _MISSING:
+                        if type(found) in _PLAIN or type(found) is ComponentDescription:
+                            return found
+                        break
+                    node = node.parent
             marker = (id(cd), key)
             in_progress = self._in_progress
             if marker in in_progress:
@@ -639,7 +653,7 @@ class Resolver:
             self._resolve_types(target)
             inherited.update(target.raw_keys())
             self._subtype(cd, target, copy=True)
-        if inherited and any("sfOverride" in tags for tags in cd.raw_tags_of_all()):
+        if inherited and any("sfOverride" in tags for tags in cd.raw_tags_mapping().values()):
             for key in cd.raw_keys():
                 if "sfOverride" in cd.raw_tags(key) and key not in inherited:
                     raise TypeResolutionError(
@@ -1067,10 +1081,28 @@ def finish(cd: ComponentDescription, parent: ComponentDescription | None, live: 
                               at=cd.location, hint="use LAZY to refer to a component instead of copying it")
     live.add(id(cd))
     result = ComponentDescription(parent, eager=cd.eager, location=cd.location)
-    for key, value in cd.raw_items():
-        if not isinstance(key, str) or value is _CHECKED or "sfTemp" in cd.raw_tags(key):
+    # Built as plain dicts: this runs for every component and function of the result.
+    attributes: dict[Key, object] = {}
+    tags: dict[Key, frozenset[str]] = {}
+    locations: dict[Key, SourceLocation] = {}
+    source_tags = cd.raw_tags_mapping()
+    source_locations = cd.locations
+    for key, value in cd.raw_keys_set().items():
+        if type(key) is not str or value is _CHECKED:
             continue
-        result.set(key, _finish_value(value, result, live), tags=cd.raw_tags(key), location=cd.locations.get(key))
+        key_tags = source_tags.get(key)
+        if key_tags is not None and "sfTemp" in key_tags:
+            continue
+        kind = type(value)
+        if kind is ComponentDescription or kind is Apply or kind is list:
+            value = _finish_value(value, result, live)
+        attributes[key] = value
+        if key_tags:
+            tags[key] = key_tags
+        location = source_locations.get(key)
+        if location is not None:
+            locations[key] = location
+    result.adopt_attributes(attributes, tags, locations)
     live.discard(id(cd))
     return result
 
