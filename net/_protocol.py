@@ -390,14 +390,14 @@ class ClaimRestart:
     """Ask a daemon to grant ``claimant`` the restart of the component at ``path`` as ``generation``.
 
     A daemon grants each (path, generation) to one claimant only, journaled before it answers.
-    With ``failed_host`` set (the host that ran the component is unreachable), it grants only if it
-    has heard nothing from that host for the host's lease plus a margin.
+    It grants only if it has heard nothing, for their lease plus a margin, from each of the
+    ``unreachable`` daemons (endpoints) that ran part of the component and did not confirm it gone.
     """
 
     path: tuple[str, ...]
     generation: int
     claimant: str
-    failed_host: str = ""
+    unreachable: tuple[str, ...] = ()
 
 
 @wire_message("sd.claim_answer")

@@ -135,16 +135,16 @@ class HighAvailability:
         return self.list_domains()
 
     def answer_claim(self, claim: ClaimRestart) -> ClaimAnswer:
-        """Grant ``claim`` unless the failed host may still hold its lease, or another claimant holds it."""
-        if claim.failed_host:
+        """Grant ``claim`` unless an unreachable host may still hold its lease, or another claimant holds it."""
+        needed = self.terms.duration + self.terms.margin
+        for host in claim.unreachable:
             try:
-                silent = self.peers.link(claim.failed_host).silent_for()
+                silent = self.peers.link(host).silent_for()
             except ComponentFailed:
                 silent = math.inf  # a daemon this one never heard from
-            needed = self.terms.duration + self.terms.margin
             if silent < needed:
-                return ClaimAnswer(granted=False, reason=f"{claim.failed_host} was heard from {silent:.2f} s ago; "
-                                   f"its lease may still run (wait {needed:g} s after its last news)")
+                return ClaimAnswer(granted=False, reason=f"{host} was heard from {silent:.2f} s ago; its lease may "
+                                   f"still run (wait {needed:g} s after its last news)")
         holder = self.ledger.grant(claim.path, claim.generation, claim.claimant)
         if holder != claim.claimant:
             return ClaimAnswer(granted=False, holder=holder, reason=f"already granted to {holder}")
@@ -178,9 +178,10 @@ class HighAvailability:
             return False
         return not isinstance(reply, RequestFailed) or "no component" in reply.error
 
-    def claim(self, path: tuple[str, ...], generation: int, failed_host: str) -> ClaimOutcome:
-        """Ask the whole pool to grant this daemon the restart of ``path`` as ``generation``."""
-        claim = ClaimRestart(path=path, generation=generation, claimant=self.own_endpoint, failed_host=failed_host)
+    def claim(self, path: tuple[str, ...], generation: int, unreachable: tuple[str, ...]) -> ClaimOutcome:
+        """Ask the whole pool to grant this daemon the restart of ``path`` as ``generation``, once the
+        ``unreachable`` daemons that ran parts of it are out of their leases."""
+        claim = ClaimRestart(path=path, generation=generation, claimant=self.own_endpoint, unreachable=unreachable)
         voters: dict[str, Voter] = {
             address: self.answer_claim if address == self.own_endpoint else functools.partial(self._ask, address)
             for address in self.peers.electorate()}

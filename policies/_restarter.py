@@ -34,10 +34,8 @@ class _Restart:
     """A child waiting to be deployed again."""
 
     generation: int
-    failed_host: str
-    """The endpoint of the daemon that ran it ("" outside a daemon)."""
-    gone: bool
-    """That daemon said the child no longer runs there."""
+    unreachable: tuple[str, ...] = ()
+    """Daemons (endpoints) that ran parts of it and did not answer that they no longer do."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +93,7 @@ class HARestarter(Component):
         self._specs = {name: value for name, value in self.context.description.items()
                        if isinstance(value, ComponentDescription) and value.eager}
         for name, description in self._specs.items():
-            description.set(HA_GENERATION, 0)
+            _mark(description, 0)
             self._generations[name] = 0
 
     def deploy(self) -> None:
@@ -121,7 +119,7 @@ class HARestarter(Component):
         if record.is_normal:
             logger.info("%s ended normally, as its user wanted: not restarted (%s)", child.name_text, record)
             return Reaction.HANDLED
-        self._ended(name, self._host_of(self._specs[name]), record, child)
+        self._ended(name, record, child)
         return Reaction.HANDLED
 
     def statistics(self) -> HARestarterStatistics:
@@ -132,8 +130,8 @@ class HARestarter(Component):
             given_up=tuple(self._given_up), restarts=self._restarts)
 
     # -- restarting ----------------------------------------------------------------------------------------
-    def _ended(self, name: str, host: str, record: TerminationRecord, child: ComponentRef | None) -> None:
-        """Child ``name`` failed on ``host``: restart it after its backoff, or give it up."""
+    def _ended(self, name: str, record: TerminationRecord, child: ComponentRef | None) -> None:
+        """Child ``name`` failed: restart it after its backoff, or give it up."""
         now = self.context.now()
         failures = self._failures.setdefault(name, collections.deque())
         while failures and failures[0] < now - self._period:
@@ -144,7 +142,7 @@ class HARestarter(Component):
             return
         generation = self._generations[name] + 1
         self._generations[name] = generation
-        self._pending[name] = _Restart(generation=generation, failed_host=host, gone=False)
+        self._pending[name] = _Restart(generation=generation)
         delay = min(self._backoff * 2 ** (len(failures) - 1), self._max_backoff) if self._backoff > 0 else 0.0
         logger.warning("%s:%s failed (%s); restarting it as generation %d%s", ":".join(self.context.path), name,
                        record, generation, f" in {delay:g} s" if delay else "")
@@ -162,17 +160,20 @@ class HARestarter(Component):
             return
         services = self._services
         if services is None:
-            self._deploy(name, pending, None)
+            self._deploy(name, pending)
             return
         # Asking the pool takes round trips (and a timeout for a dead host): never in this actor's
         # thread, which must keep answering its parent's pings.
         path = (*self.context.path, name)
+        parts = [(host, part_path) for host, part_path, _ in self._parts(name) if host != services.own_endpoint]
 
         def ask_pool() -> None:
-            asked = pending
-            if not asked.gone and asked.failed_host:
-                asked = replace(asked, gone=services.confirm_gone(asked.failed_host, path))
-            outcome = services.claim(path, asked.generation, "" if asked.gone else asked.failed_host)
+            unreachable: set[str] = set()
+            for host, part_path in parts:  # each daemon that ran a part stops it, or says it is gone
+                if host not in unreachable and not services.confirm_gone(host, part_path):
+                    unreachable.add(host)
+            asked = replace(pending, unreachable=tuple(sorted(unreachable)))
+            outcome = services.claim(path, asked.generation, asked.unreachable)
             self.context.call_soon(lambda: self._answered(name, asked, outcome))
 
         threading.Thread(target=ask_pool, name=f"sd-actors-claim-{name}", daemon=True).start()
@@ -194,13 +195,14 @@ class HARestarter(Component):
             return
         logger.info("%s:%s: the pool granted generation %d (%s)", ":".join(self.context.path), name,
                     pending.generation, outcome)
-        self._deploy(name, pending, self._choose_host(pending, services))
+        for host, _, part in self._parts(name):
+            if host in pending.unreachable:  # the parts whose daemon did not answer move to a live host
+                part.set("sfProcessHost", self._choose_host(set(pending.unreachable), services))
+        self._deploy(name, pending)
 
-    def _deploy(self, name: str, pending: _Restart, host: str | None) -> None:
+    def _deploy(self, name: str, pending: _Restart) -> None:
         description = self._specs[name]
-        if host is not None:
-            description.set("sfProcessHost", host)
-        description.set(HA_GENERATION, pending.generation)
+        _mark(description, pending.generation)
         del self._pending[name]
         self._waiting_for.pop(name, None)
         self._restarts += 1
@@ -212,23 +214,37 @@ class HARestarter(Component):
             child = deployed.result()
         except ComponentFailed as failure:
             # A restart that fails counts as another failure of that child, where it was tried.
-            self._ended(name, self._host_of(self._specs[name]), failure.record, None)
+            self._ended(name, failure.record, None)
             return
         if child.state is None or not child.state.is_final:
             self._running[name] = child  # its end, even one under way, is reported to child_terminated
         elif child.record is not None and not child.record.is_normal:
             # It failed before this callback ran, and child_terminated took that for old news.
-            self._ended(name, self._host_of(child.description), child.record, child)
+            self._ended(name, child.record, child)
 
-    def _choose_host(self, pending: _Restart, services: HighAvailability) -> str:
-        """The same host if its daemon said the child is gone there, else the live host with the
-        fewest of this HARestarter's children (by address on a tie)."""
+    def _choose_host(self, avoid: set[str], services: HighAvailability) -> str:
+        """The live host, not in ``avoid``, that runs the fewest of this HARestarter's children (by
+        address on a tie)."""
         live = services.live_hosts()
-        if pending.gone and pending.failed_host in live:
-            return pending.failed_host
-        candidates = [host for host in live if host != pending.failed_host] or list(live)
+        candidates = [host for host in live if host not in avoid] or list(live)
         load = collections.Counter(self._host_of(ref.description) for ref in self._running.values())
         return min(candidates, key=lambda host: (load[host], host))
+
+    def _parts(self, name: str) -> list[tuple[str, tuple[str, ...], ComponentDescription]]:
+        """Child ``name`` and each part of it another daemon runs: (daemon endpoint, path, description)
+        for every description whose ``sfProcessHost`` differs from its parent's."""
+        parts: list[tuple[str, tuple[str, ...], ComponentDescription]] = []
+
+        def walk(description: ComponentDescription, path: tuple[str, ...], parent_host: str) -> None:
+            host = self._host_of(description) if "sfProcessHost" in description else parent_host
+            if host != parent_host or not parts:
+                parts.append((host, path, description))
+            for key, value in description.items():
+                if isinstance(value, ComponentDescription) and value.eager:
+                    walk(value, (*path, key), host)
+
+        walk(self._specs[name], (*self.context.path, name), self._host_of(self.context.description))
+        return parts
 
     def _give_up(self, name: str, record: TerminationRecord, child: ComponentRef | None) -> None:
         self._given_up.append(name)
@@ -251,13 +267,23 @@ class HARestarter(Component):
                                    else self.context.ref.children.append(shown))
 
     def _host_of(self, description: ComponentDescription) -> str:
-        """The endpoint of the daemon a child's description places it on ("" outside a daemon)."""
+        """The endpoint of the daemon a description's ``sfProcessHost`` names, this one's when it names
+        none ("" outside a daemon)."""
         if self._services is None:
             return ""
         host = description.get("sfProcessHost")
         if not isinstance(host, str) or not host or self._services.is_this_host(host):
             return self._services.own_endpoint
         return endpoint_of_host(host)
+
+
+def _mark(description: ComponentDescription, generation: int) -> None:
+    """Give ``description`` and every component nested in it this ``haGeneration``: wherever a part
+    of it runs, that daemon stops it when it loses its lease."""
+    description.set(HA_GENERATION, generation)
+    for value in description.values():
+        if isinstance(value, ComponentDescription) and value.eager:
+            _mark(value, generation)
 
 
 def _whole(context: ComponentContext, name: str, default: int) -> int:

@@ -204,6 +204,17 @@ VMS = """
 """
 
 
+NESTED = """
+        group extends Compound {
+            vm1 extends VM { domainName "vm1"; memory 64; sfProcessHost "H2"; domainLivenessDelay 200; }
+            vm2 extends VM { domainName "vm2"; memory 64; sfProcessHost "H3"; domainLivenessDelay 200; }
+            vm3 extends VM { domainName "vm3"; memory 64; sfProcessHost "H3"; domainLivenessDelay 200; }
+        }
+"""
+"""The same VMs one level down, in a Compound the HARestarter's own host runs: the Compound is
+restarted whole, and its parts on the cut-off host are stopped there and moved."""
+
+
 def _up(pool: Pool, description: Path) -> None:
     result = pool.cli("up", str(description), "--name", "ha", "--host", pool.endpoint("h1"))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -245,9 +256,10 @@ def test_the_vms_of_a_host_whose_daemon_is_killed_run_once_on_the_survivors(pool
     print(f"host death to its VMs running elsewhere: {restarted - killed:.2f} s")
 
 
+@pytest.mark.parametrize("body", [VMS, NESTED], ids=["children", "grandchildren"])
 def test_a_cut_off_host_fences_itself_and_the_majority_restarts_its_vms_never_two_at_once(
-        pool: Pool, tmp_path: Path) -> None:
-    _up(pool, _description(pool, tmp_path, VMS))
+        pool: Pool, tmp_path: Path, body: str) -> None:
+    _up(pool, _description(pool, tmp_path, body))
     pool.wait_for(lambda latest: latest.get("h2") == ("vm1",) and latest.get("h3") == ("vm2", "vm3"), "deployed")
 
     pool.hosts["h3"].link_down()

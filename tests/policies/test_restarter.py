@@ -97,6 +97,23 @@ def test_a_vm_destroyed_behind_its_back_is_deployed_again_as_the_next_generation
     assert statistics(system) == HARestarterStatistics(running={"web": ""}, waiting={}, given_up=(), restarts=1)
 
 
+def test_a_compound_is_restarted_whole_when_a_vm_inside_it_fails_and_every_part_carries_the_generation(
+        system: System, connection: libvirt.virConnect, name: str) -> None:
+    inner = restarter(name).children["web"]
+    system.deploy(ComponentSpec("sd_actors.policies.HARestarter", {}, children={
+        "group": ComponentSpec("sd_actors.actors.Compound", {}, children={"web": inner})}), name="app")
+    first = system.lookup("app:group")
+    generations = [first.description[HA_GENERATION], system.lookup("app:group:web").description[HA_GENERATION]]
+
+    connection.lookupByName(name).destroy()
+    wait_until(lambda: system.lookup("app:group") is not first and system.lookup("app:group").state is State.STARTED,
+               "restarted")
+
+    assert generations == [0, 0]
+    assert system.lookup("app:group:web").description[HA_GENERATION] == 1
+    assert running(connection, name)
+
+
 def test_a_guest_that_shuts_itself_down_is_not_restarted(
         system: System, connection: libvirt.virConnect, name: str) -> None:
     system.deploy(restarter(name), name="app")
@@ -220,7 +237,7 @@ def test_grants_gathered_over_more_than_the_window_do_not_win() -> None:
     def unreachable(claim: ClaimRestart) -> ClaimAnswer:
         raise TimeoutError
 
-    claim = ClaimRestart(path=("app", "web"), generation=1, claimant="a", failed_host="tcp://c:3800")
+    claim = ClaimRestart(path=("app", "web"), generation=1, claimant="a", unreachable=("tcp://c:3800",))
     late = claim_majority(claim, {"a": fast, "b": slow, "c": unreachable}, window=0.01)
     in_time = claim_majority(claim, {"a": fast, "b": slow, "c": unreachable}, window=1.0)
     minority = claim_majority(claim, {"a": fast, "b": unreachable, "c": unreachable}, window=1.0)
