@@ -6,7 +6,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 from sd_actors.descriptions import _names
 from sd_actors.descriptions._model import (
@@ -45,6 +45,10 @@ class EvaluationContext(Protocol):
 Function = Callable[[ComponentDescription, list[object], EvaluationContext], object]
 
 _RANK: Final = {"Integer": 0, "Long": 1, "Float": 2, "Double": 3}
+# The number kinds by exact type: the common case, spared value_kind's chain of isinstance.
+_NUMBER_KINDS: Final[dict[type, str]] = {int: "Integer", Long: "Long", float: "Float", Double: "Double"}
+_INTEGER_MIN: Final = -(2**31)
+_INTEGER_MAX: Final = 2**31 - 1
 
 
 Number = int | float
@@ -60,6 +64,8 @@ def _number_kind(value: object, function: str) -> str:
 
 def _as_kind(value: Number, kind: str) -> Number:
     if kind == "Integer":
+        if type(value) is int and _INTEGER_MIN <= value <= _INTEGER_MAX:
+            return value  # nothing to convert or wrap
         return _wrap(int(value), 32)
     if kind == "Long":
         return Long(_wrap(int(value), 64))
@@ -79,9 +85,15 @@ def _numbers(function: str, args: list[object]) -> tuple[str, list[Number]]:
     """The arguments as numbers, and the kind Java's promotion gives their result."""
     if not args:
         raise FunctionFailed(f"{function} needs at least one argument")
-    kinds = [_number_kind(a, function) for a in args]
-    numbers = [a for a in args if isinstance(a, int | float)]
-    return max(kinds, key=_RANK.__getitem__), numbers
+    kind = "Integer"
+    rank = 0
+    for argument in args:
+        argument_kind = _NUMBER_KINDS.get(type(argument)) or _number_kind(argument, function)
+        argument_rank = _RANK[argument_kind]
+        if argument_rank > rank:
+            kind, rank = argument_kind, argument_rank
+    # Every argument is now known to be an int or a float (_number_kind raises otherwise).
+    return kind, cast(list[Number], args)
 
 
 def _sum(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
@@ -101,16 +113,18 @@ def _product(body: ComponentDescription, args: list[object], ctx: EvaluationCont
 
 
 def _operands(body: ComponentDescription, function: str) -> tuple[str, Number, Number]:
-    if "left" not in body or "right" not in body:
+    attributes = body.raw_keys_set()
+    if "left" not in attributes or "right" not in attributes:
         raise FunctionFailed(f"{function} needs the attributes 'left' and 'right'")
-    kind, (left, right) = _numbers(function, [body["left"], body["right"]])
+    kind, (left, right) = _numbers(function, [attributes["left"], attributes["right"]])
     return kind, left, right
 
 
 def _binary(body: ComponentDescription) -> tuple[object, object]:
-    if "left" not in body or "right" not in body:
+    attributes = body.raw_keys_set()
+    if "left" not in attributes or "right" not in attributes:
         raise FunctionFailed("needs the attributes 'left' and 'right'")
-    return body["left"], body["right"]
+    return attributes["left"], attributes["right"]
 
 
 def _minus(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
@@ -143,6 +157,8 @@ def _mod(body: ComponentDescription, args: list[object], ctx: EvaluationContext)
 def _compare(name: str, test: Callable[[int], bool]) -> Function:
     def compare(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
         left, right = _binary(body)
+        if type(left) in _NUMBER_KINDS and type(right) in _NUMBER_KINDS:
+            return test((left > right) - (left < right))  # type: ignore[operator]
         if isinstance(left, str) and isinstance(right, str):
             return test((left > right) - (left < right))
         lk, rk = value_kind(left), value_kind(right)
@@ -198,7 +214,7 @@ def _not(body: ComponentDescription, args: list[object], ctx: EvaluationContext)
 
 
 def _concatenate(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
-    return "".join(format_java(a) for a in args)
+    return "".join([format_java(a) for a in args])
 
 
 def _append(body: ComponentDescription, args: list[object], ctx: EvaluationContext) -> object:
@@ -338,6 +354,10 @@ NON_ARGUMENTS: Final = frozenset({"sfFunctionClass", "sfFunctionLazy", "sfFuncti
 
 def format_java(value: object) -> str:
     """The text Java's ``toString`` gives for a value (what ``++`` concatenates)."""
+    if type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)  # (a Long would print as Long(…), hence int() below)
     if isinstance(value, str):
         return value
     if isinstance(value, bool):

@@ -477,7 +477,10 @@ class Resolver:
         for rule in rules:
             if isinstance(rule, str):
                 failures.append(rule)
-            elif type(attributes.get(rule.name, _MISSING)) not in rule.passing:
+            else:
+                raw = attributes.get(rule.name, _MISSING)
+                if type(raw) in rule.passing or (raw is _MISSING and rule.optional):
+                    continue
                 problem = self._apply_rule(holder, rule)
                 if problem:
                     failures.append(problem)
@@ -767,7 +770,8 @@ class Resolver:
     # ================================================================ function phase
     def function_phase(self, cd: ComponentDescription | None = None) -> None:
         node = self.root if cd is None else cd
-        for key, value in node.raw_items():
+        # Constructing replaces values, never adds or removes keys: the mapping itself is iterated.
+        for key, value in node._attributes.items():
             if type(value) is ComponentDescription:
                 if value.frozen:
                     shared = self._constructed.get(id(value))
@@ -775,7 +779,7 @@ class Resolver:
                         node.replace_value(key, shared)
                         continue
                 self.function_phase(value)
-                constructor = value.raw_get("phase.function")
+                constructor = value._attributes.get("phase.function")
                 if constructor is not None:
                     constructed = self._construct(value, constructor, node, key)
                     if value.frozen:
