@@ -200,6 +200,14 @@ class Peers:
             link.request(beat, timeout=max(self.interval * 2, 0.5))
             link.last_acknowledged = max(sent, link.last_acknowledged or sent)
 
+    def forget(self, address: str) -> None:
+        """Remove the dead member at ``address`` (see ``Membership.forget``).
+
+        :raises ValueError: saying why it cannot be forgotten.
+        """
+        with self._membership_lock:
+            self.membership.forget(address)
+
     def electorate(self) -> tuple[str, ...]:
         """Every daemon of the pool this one knows, itself and unheard ``--peer`` seeds included,
         sorted: what a majority is counted over (a dead member counts: it may only be cut off)."""

@@ -277,6 +277,8 @@ class Membership:
         self._next_subscription = 0
         self._last_tick: float | None = None
         self._resumed_at = -math.inf
+        # Members forgotten on purpose (forget), with the incarnation they were forgotten in.
+        self._forgotten: dict[str, int] = {}
 
     # -- settings ------------------------------------------------------------------------------------
 
@@ -357,6 +359,7 @@ class Membership:
                                 sender.incarnation, sender.address)
             return
         changes: list[MembershipChange] = []
+        self._forgotten.pop(sender.address, None)  # direct news: a forgotten member is back
         entry = self._entries.get(sender.address)
         if entry is None:
             entry = _Entry(sender.address, sender.public_key, sender.incarnation, last_heard=now)
@@ -426,6 +429,33 @@ class Membership:
         alive = 1 + sum(entry.state == "alive" for entry in self._entries.values())
         return 2 * alive > 1 + len(self._entries)
 
+    def forget(self, address: str) -> None:
+        """Remove a dead member (a host taken out of the pool): it no longer counts in any majority.
+
+        Gossip about it from the life it was forgotten in is ignored; a heartbeat from it, or news
+        of a newer incarnation, brings it back. Forget it on every daemon, or their majorities are
+        counted over different pools.
+
+        A ``--peer`` seed never heard from is forgotten too.
+
+        :raises ValueError: it is unknown, this daemon itself, or not dead (stop its daemon first).
+        """
+        if address == self.address:
+            raise ValueError(f"{address} is this daemon")
+        entry = self._entries.get(address)
+        if entry is None:
+            if address in self._unheard_seeds:  # a --peer seed never heard from
+                self._unheard_seeds.discard(address)
+                return
+            raise ValueError(f"{address} is not a member; members: {', '.join(sorted(self._entries)) or 'none'}")
+        if entry.state != "dead":
+            raise ValueError(f"{address} is {entry.state}: only a dead member can be forgotten; stop its daemon and "
+                             f"wait until it is dead (sd-actors hosts)")
+        del self._entries[address]
+        self._unheard_seeds.discard(address)
+        self._needs_full_view.discard(address)
+        self._forgotten[address] = entry.incarnation
+
     def subscribe(self, callback: Callable[[MembershipChange], object]) -> Callable[[], None]:
         """Call ``callback`` with every :class:`MembershipChange`, from tick and receive.
 
@@ -471,6 +501,8 @@ class Membership:
         address = info.address
         if address == via:
             return  # the sender's word about itself was direct news
+        if info.incarnation <= self._forgotten.get(address, -1):
+            return  # a member forgotten on purpose, in the life it was forgotten in
         if address == self.address:
             if info.state != "alive":
                 self._needs_full_view.add(via)  # refute: our next beat to it says alive

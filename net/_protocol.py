@@ -424,4 +424,24 @@ class DomainsReply:
     """Names of the running domains, sorted."""
 
 
-HIGH_AVAILABILITY_MESSAGES = (ClaimRestart, ClaimAnswer, ListDomains, DomainsReply)
+@wire_message("sd.forget_host")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForgetHost:
+    """Remove the dead daemon at ``address`` from the pool (``sd-actors forget-host``): it no longer
+    counts in majorities. The daemon asked tells every live daemon it knows (``forwarded`` set)."""
+
+    address: str
+    forwarded: bool = False
+
+
+@wire_message("sd.host_forgotten")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostForgotten:
+    address: str
+    by: tuple[str, ...]
+    """The daemons that forgot it, sorted."""
+    failed: tuple[str, ...] = ()
+    """``"ADDRESS: why"`` for each live daemon that did not."""
+
+
+HIGH_AVAILABILITY_MESSAGES = (ClaimRestart, ClaimAnswer, ListDomains, DomainsReply, ForgetHost, HostForgotten)

@@ -19,6 +19,8 @@ from sd_actors.net._protocol import (
     ClaimAnswer,
     ClaimRestart,
     DomainsReply,
+    ForgetHost,
+    HostForgotten,
     ListDomains,
     RecordInfo,
     RequestFailed,
@@ -126,13 +128,39 @@ class HighAvailability:
     @staticmethod
     def answers(message: object) -> bool:
         """Whether ``message`` is a request this object answers (see :meth:`answer`)."""
-        return isinstance(message, ClaimRestart | ListDomains)
+        return isinstance(message, ClaimRestart | ListDomains | ForgetHost)
 
-    def answer(self, message: object) -> ClaimAnswer | DomainsReply:
-        """The reply to a ``ClaimRestart`` or a ``ListDomains``."""
+    def answer(self, message: object) -> ClaimAnswer | DomainsReply | HostForgotten | RequestFailed:
+        """The reply to a ``ClaimRestart``, a ``ListDomains`` or a ``ForgetHost``."""
         if isinstance(message, ClaimRestart):
             return self.answer_claim(message)
+        if isinstance(message, ForgetHost):
+            return self.forget_host(message)
         return self.list_domains()
+
+    def forget_host(self, message: ForgetHost) -> HostForgotten | RequestFailed:
+        """Forget a dead daemon here, then (unless forwarded) on every live daemon this one knows."""
+        try:
+            self.peers.forget(message.address)
+        except ValueError as error:
+            return RequestFailed(error=f"{self.own_endpoint} cannot forget {message.address}: {error}",
+                                 hint="sd-actors hosts shows each daemon's state")
+        by, failed = [self.own_endpoint], []
+        if not message.forwarded:
+            for address in self.live_hosts():
+                if address == self.own_endpoint:
+                    continue
+                try:
+                    reply = self.peers.link(address).request(ForgetHost(address=message.address, forwarded=True),
+                                                             timeout=5.0)
+                except (TimeoutError, OSError, ComponentFailed) as error:
+                    failed.append(f"{address}: no answer ({type(error).__name__})")
+                    continue
+                if isinstance(reply, HostForgotten):
+                    by.append(address)
+                else:
+                    failed.append(f"{address}: {reply.error if isinstance(reply, RequestFailed) else reply}")
+        return HostForgotten(address=message.address, by=tuple(sorted(by)), failed=tuple(sorted(failed)))
 
     def answer_claim(self, claim: ClaimRestart) -> ClaimAnswer:
         """Grant ``claim`` unless an unreachable host may still hold its lease, or another claimant holds it."""
@@ -204,7 +232,7 @@ class HighAvailability:
         self.ledger.close()
 
 
-# -- sd-actors domains -----------------------------------------------------------------------------------
+# -- sd-actors domains, sd-actors forget-host -----------------------------------------------------------
 def _run_domains(arguments: argparse.Namespace, out: TextIO) -> int:
     from sd_actors.actors import client
 
@@ -220,6 +248,20 @@ def _run_domains(arguments: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _run_forget_host(arguments: argparse.Namespace, out: TextIO) -> int:
+    from sd_actors.actors import client
+    from sd_actors.actors._remote import endpoint_of_host
+
+    address = endpoint_of_host(arguments.address)
+    with client.connect(arguments, out) as connection:
+        reply = client.request(connection, ForgetHost(address=address), timeout=arguments.timeout or 30.0)
+    assert isinstance(reply, HostForgotten)
+    print(f"forgot {reply.address} on {', '.join(reply.by)}", file=out)
+    for failure in reply.failed:
+        print(f"not forgotten on {failure}: run this command against that daemon too", file=out)
+    return 1 if reply.failed else 0
+
+
 @hookimpl
 def sd_actors_cli_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                            client_options: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -230,3 +272,12 @@ def sd_actors_cli_commands(commands: argparse._SubParsersAction[argparse.Argumen
     domains.add_argument("--json", action="store_true")
     client_options(domains)
     domains.set_defaults(run=_run_domains)
+    forget = commands.add_parser(
+        "forget-host", help="remove a dead daemon from the pool, on every live daemon",
+        description="Remove a dead daemon (a host taken out of the pool) from the membership of the daemon "
+        "--host names and of every live daemon it knows, so that it no longer counts against the majority a "
+        "daemon needs to keep its lease (policies/README.md). A daemon that is not dead is refused; one that "
+        "comes back later rejoins by itself.")
+    forget.add_argument("address", metavar="ADDR", help="the forgotten daemon: tcp://HOST:PORT, HOST:PORT or HOST")
+    client_options(forget)
+    forget.set_defaults(run=_run_forget_host)

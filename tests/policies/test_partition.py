@@ -307,3 +307,24 @@ def test_a_child_failing_more_than_its_intensity_stays_failed_in_status_and_down
     assert down.returncode == 0, down.stdout + down.stderr
     assert later > gone
     assert all(s.running == () for s in pool.sightings if s.sent > gone)
+
+
+def test_a_host_taken_out_of_the_pool_is_forgotten_by_every_daemon_and_rejoins_when_it_comes_back(
+        pool: Pool) -> None:
+    h3 = pool.endpoint("h3")
+    pool.hosts["h3"].kill(pool.daemons["h3"], signal.SIGKILL)
+    _wait_for_hosts(pool, "h1", {h3: "dead"})
+    _wait_for_hosts(pool, "h2", {h3: "dead"})
+
+    forgotten = pool.cli("forget-host", pool.hosts["h3"].address, "--host", pool.endpoint("h1"))
+    views = {name: {h["address"] for h in json.loads(pool.cli("hosts", "--json", "--host", pool.endpoint(name)).stdout)}
+             for name in ("h1", "h2")}
+    refused = pool.cli("forget-host", pool.endpoint("h2"), "--host", pool.endpoint("h1"))
+    _start_daemon(pool, "h3")
+    _wait_for_hosts(pool, "h1", {h3: "alive"})
+
+    assert forgotten.returncode == 0, forgotten.stdout + forgotten.stderr
+    assert forgotten.stdout == f"forgot {h3} on {pool.endpoint('h1')}, {pool.endpoint('h2')}\n"
+    assert views == {"h1": {pool.endpoint("h1"), pool.endpoint("h2")}, "h2": {pool.endpoint("h1"), pool.endpoint("h2")}}
+    assert refused.returncode == 1
+    assert f"cannot forget {pool.endpoint('h2')}: {pool.endpoint('h2')} is alive: only a dead member" in refused.stderr

@@ -16,6 +16,7 @@ import libvirt
 import pytest
 
 from sd_actors.actors import ComponentFailed, ComponentRef, ComponentSpec, State, System, open_system
+from sd_actors.net import Heartbeat, MemberInfo, Membership
 from sd_actors.net._protocol import ClaimAnswer, ClaimRestart
 from sd_actors.plugins._libvirt_events import open_connection
 from sd_actors.policies import (
@@ -264,3 +265,49 @@ def test_grants_gathered_over_more_than_the_window_do_not_win() -> None:
 def test_the_lease_runs_from_the_sending_of_the_newest_heartbeat_a_majority_answered(
         acknowledged: tuple[float | None, ...], electorate: int, expected: float) -> None:
     assert lease_expiry(now=100.0, acknowledged=acknowledged, electorate=electorate, duration=1.0) == expected
+
+
+# -- forgetting a host taken out of the pool -------------------------------------------------------------
+def _membership(now: list[float], *others: str) -> Membership:
+    membership = Membership("tcp://a:3800", "", incarnation=1, clock=lambda: now[0], interval=1.0, suspect_after=3.0,
+                            dead_after=10.0)
+    for address in others:
+        membership.receive(Heartbeat(sender=MemberInfo(address=address, incarnation=1)))
+    return membership
+
+
+def test_forgetting_hosts_taken_out_of_the_pool_gives_the_others_their_majority_back() -> None:
+    now = [0.0]
+    membership = _membership(now, "tcp://b:3800", "tcp://c:3800", "tcp://d:3800")
+    now[0] = 20.0  # c and d are gone for good; b still beats
+    membership.receive(Heartbeat(sender=MemberInfo(address="tcp://b:3800", incarnation=1)))
+    membership.tick()
+    before = membership.majority_visible()
+
+    membership.forget("tcp://c:3800")
+    membership.forget("tcp://d:3800")
+    membership.receive(Heartbeat(sender=MemberInfo(address="tcp://b:3800", incarnation=1), members=(
+        MemberInfo(address="tcp://c:3800", incarnation=1, state="dead", heard=20.0),)))  # b still gossips of c
+
+    assert not before  # two of four
+    assert [member.address for member in membership.members()] == ["tcp://a:3800", "tcp://b:3800"]
+    assert membership.majority_visible()
+
+
+def test_a_forgotten_host_that_sends_a_heartbeat_is_a_member_again() -> None:
+    now = [0.0]
+    membership = _membership(now, "tcp://b:3800", "tcp://c:3800")
+    now[0] = 20.0
+    membership.tick()
+    membership.forget("tcp://c:3800")
+
+    membership.receive(Heartbeat(sender=MemberInfo(address="tcp://c:3800", incarnation=1)))
+
+    assert "tcp://c:3800" in [member.address for member in membership.members()]
+
+
+def test_forgetting_a_live_host_is_refused_saying_to_stop_it_first() -> None:
+    membership = _membership([0.0], "tcp://b:3800")
+
+    with pytest.raises(ValueError, match="tcp://b:3800 is alive: only a dead member can be forgotten; stop its daemon"):
+        membership.forget("tcp://b:3800")
