@@ -100,6 +100,8 @@ def tokenize(source: SourceText) -> list[Token]:
     count = text.count
     rfind = text.rfind
     keywords = KEYWORDS
+    # tuple.__new__ straight away: a NamedTuple's own __new__ is a Python function, a call per token.
+    new_token = tuple.__new__
     pos = 0
     line = 1
     line_start = 0
@@ -118,28 +120,30 @@ def tokenize(source: SourceText) -> list[Token]:
         lexeme = m.group(kind) if kind else ""
         column = start - line_start + 1
         if kind == "word":
-            append(Token(lexeme if lexeme in keywords else "word", lexeme, start, lexeme, line, column))
+            append(new_token(Token, (lexeme if lexeme in keywords else "word", lexeme, start, lexeme, line, column)))
         elif kind == "op":
-            append(Token(lexeme, lexeme, start, lexeme, line, column))
+            append(new_token(Token, (lexeme, lexeme, start, lexeme, line, column)))
         elif kind == "string":
-            append(Token("string", _unescape(source, lexeme[1:-1], start + 1), start, lexeme, line, column))
+            unescaped = _unescape(source, lexeme[1:-1], start + 1)
+            append(new_token(Token, ("string", unescaped, start, lexeme, line, column)))
         elif kind == "int":
-            append(Token("number", _integer(source, lexeme, start), start, lexeme, line, column))
+            append(new_token(Token, ("number", _integer(source, lexeme, start), start, lexeme, line, column)))
         elif kind == "float":
-            append(Token("number", _float(lexeme), start, lexeme, line, column))
+            append(new_token(Token, ("number", _float(lexeme), start, lexeme, line, column)))
         elif kind == "end":
-            append(Token("eof", None, start, "", line, column))
+            append(new_token(Token, ("eof", None, start, "", line, column)))
             return tokens
         elif kind == "include":
-            append(Token("include", lexeme, start, lexeme, line, column))
+            append(new_token(Token, ("include", lexeme, start, lexeme, line, column)))
         elif kind == "mlstring":
-            append(Token("string", _unescape(source, lexeme[2:-1], start + 2), start, lexeme, line, column))
+            unescaped = _unescape(source, lexeme[2:-1], start + 2)
+            append(new_token(Token, ("string", unescaped, start, lexeme, line, column)))
             newlines = lexeme.count("\n")
             if newlines:
                 line += newlines
                 line_start = start + lexeme.rfind("\n") + 1
         elif kind == "bytes":
-            append(Token("bytes", _byte_array(source, lexeme, start), start, lexeme, line, column))
+            append(new_token(Token, ("bytes", _byte_array(source, lexeme, start), start, lexeme, line, column)))
         else:  # an unclosed /* comment
             raise source.error(DescriptionSyntaxError, "comment is never closed", start,
                                "end the comment with */")

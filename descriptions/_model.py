@@ -276,15 +276,18 @@ class ComponentDescription:
         return self._attributes
 
     def adopt_attributes(self, attributes: dict[Key, object], tags: dict[Key, frozenset[str]],
-                         locations: dict[Key, SourceLocation]) -> None:
+                         locations: dict[Key, SourceLocation], *, reparent: bool = True) -> None:
         """Take these attributes, tags and locations, owned by nobody else (type resolution's merged result).
 
         Tags are only the non-empty ones; tags and locations only of keys in ``attributes``.
+        ``reparent=False``: the values were made for this description and have it as parent already.
         """
         self._attributes = attributes
         self._tags = tags
         self.locations = locations
         self._shared = False
+        if not reparent:
+            return
         for value in attributes.values():
             if isinstance(value, ComponentDescription):
                 if not value.frozen:

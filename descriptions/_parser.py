@@ -153,7 +153,8 @@ class _Parser:
         return self.next()
 
     def location(self, token: Token) -> SourceLocation:
-        return SourceLocation(self.source.path, token.line, token.column)
+        # tuple.__new__ straight away: a NamedTuple's own __new__ is one more Python call, per attribute.
+        return tuple.__new__(SourceLocation, (self.source.path, token.line, token.column))
 
     def unexpected(self, token: Token, expected: str, hint: str | None = None) -> DescriptionError:
         found = "end of file" if token.kind == "eof" else repr(token.text)

@@ -410,7 +410,9 @@ class Resolver:
             arguments.append(value)
         if lazy:
             raise _Lazy()
-        name = apply.function
+        name = attributes.get("sfFunctionClass", "")
+        if type(name) is not str:
+            name = apply.function
         function = self._functions.get(name)
         if function is None:
             function = FUNCTIONS.get(_names.canonical_function(name) or "")
@@ -1106,7 +1108,7 @@ def finish(cd: ComponentDescription, parent: ComponentDescription | None, live: 
         location = source_locations.get(key)
         if location is not None:
             locations[key] = location
-    result.adopt_attributes(attributes, tags, locations)
+    result.adopt_attributes(attributes, tags, locations, reparent=False)
     live.discard(id(cd))
     return result
 
