@@ -14,6 +14,7 @@ from sd_actors.actors._remote import endpoint_of_host
 from sd_actors.descriptions import ComponentDescription
 from sd_actors.plugins.hookspecs import hookimpl
 from sd_actors.policies._high_availability import HA_GENERATION, HIGH_AVAILABILITY_KEY, HighAvailability
+from sd_actors.policies._placement import RESERVATION_ATTRIBUTE
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -196,7 +197,14 @@ class HARestarter(Component):
         logger.info("%s:%s: the pool granted generation %d (%s)", ":".join(self.context.path), name,
                     pending.generation, outcome)
         for host, _, part in self._parts(name):
-            if host in pending.unreachable:  # the parts whose daemon did not answer move to a live host
+            if host not in pending.unreachable:
+                continue  # its daemon answered: it stays there
+            if RESERVATION_ATTRIBUTE in part:
+                # A Schedulee placed it: without a host it is placed again, by its Scheduler's rules,
+                # over the hosts that Scheduler sees alive.
+                part.remove("sfProcessHost")
+                part.remove(RESERVATION_ATTRIBUTE)
+            else:
                 part.set("sfProcessHost", self._choose_host(set(pending.unreachable), services))
         self._deploy(name, pending)
 

@@ -328,3 +328,34 @@ def test_a_host_taken_out_of_the_pool_is_forgotten_by_every_daemon_and_rejoins_w
     assert views == {"h1": {pool.endpoint("h1"), pool.endpoint("h2")}, "h2": {pool.endpoint("h1"), pool.endpoint("h2")}}
     assert refused.returncode == 1
     assert f"cannot forget {pool.endpoint('h2')}: {pool.endpoint('h2')} is alive: only a dead member" in refused.stderr
+
+
+def test_vms_a_scheduler_placed_are_placed_again_by_it_when_their_host_dies(pool: Pool, tmp_path: Path) -> None:
+    hosts = ", ".join(f'"{host.address}"' for host in pool.hosts)
+    description = tmp_path / "scheduled.sf"
+    description.write_text(f"""
+#include "ch/cern/openlab/smartdomains/components.sf"
+sfConfig extends Compound {{
+    sfLivenessDelay 0.2;
+    sfLivenessFactor 3;
+    spreader extends Scheduler {{ hosts [| {hosts} |]; }}
+    ha extends HARestarter {{
+        vms extends Schedulee {{
+            scheduler LAZY ATTRIB spreader;
+            vm1 extends VM {{ domainName "vm1"; memory 64; domainLivenessDelay 200; }}
+            vm2 extends VM {{ domainName "vm2"; memory 64; domainLivenessDelay 200; }}
+            vm3 extends VM {{ domainName "vm3"; memory 64; domainLivenessDelay 200; }}
+        }}
+    }}
+}}
+""")
+    _up(pool, description)
+    pool.wait_for(_each_once_on({"h1", "h2", "h3"}, {"vm1", "vm2", "vm3"}), "placed")
+    pool.collect()
+    on_h3 = next(s.running for s in reversed(pool.sightings) if s.host == "h3")
+
+    pool.hosts["h3"].kill(pool.daemons["h3"], signal.SIGKILL)
+    pool.wait_for(_each_once_on({"h1", "h2"}, {"vm1", "vm2", "vm3"}), "placed again on h1 and h2")
+
+    assert on_h3  # the scheduler spread them: h3 ran some
+    _assert_never_two_copies(pool)
