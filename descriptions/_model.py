@@ -382,10 +382,12 @@ class ComponentDescription:
         self._shared = True
         new.prototypes = None if self.prototypes is None else [copy_value(p, new) for p in self.prototypes]
         attributes: dict[Key, object] = {}
+        frozen = self.frozen
         for key, value in self._attributes.items():
             kind = type(value)
             if kind is ComponentDescription:
-                attributes[key] = value.thaw(new) if self.frozen else value.copy(new)  # type: ignore[attr-defined]
+                # copy(), inline: a frozen child is shared, unless this whole tree is being thawed.
+                attributes[key] = value if value.frozen and not frozen else value.thaw(new)  # type: ignore[attr-defined]
             elif kind is Apply or kind is list:
                 attributes[key] = copy_value(value, new)
             else:

@@ -620,7 +620,7 @@ class Resolver:
             self._merge_prototypes(cd)
         cd.prototypes = None
         for value in list(cd.values_raw()):
-            if isinstance(value, ComponentDescription):
+            if type(value) is ComponentDescription and value.state != _DONE:  # (copies of resolved ones are)
                 self._resolve_types(value)
         cd.state = _DONE
         constructor = cd.raw_get("phase.function")
