@@ -88,6 +88,10 @@ class HighAvailability:
         return lease_expiry(now=time.monotonic(), acknowledged=acknowledged, electorate=len(electorate),
                             duration=self.terms.duration)
 
+    def holds_lease(self) -> bool:
+        """Whether this daemon's lease runs long enough that it need not fence."""
+        return self.lease_expiry() - time.monotonic() >= self.terms.fence_before
+
     def _keep_lease(self) -> None:
         check = min(self.peers.interval, self.terms.fence_before / 4)
         while not self._stopped.wait(check):
@@ -210,6 +214,11 @@ class HighAvailability:
         """Ask the whole pool to grant this daemon the restart of ``path`` as ``generation``, once the
         ``unreachable`` daemons that ran parts of it are out of their leases."""
         claim = ClaimRestart(path=path, generation=generation, claimant=self.own_endpoint, unreachable=unreachable)
+        if not self.holds_lease():
+            # Out of contact with the majority: no claim can win, and what it would start here
+            # would be fenced at once. (Just started: the first heartbeats are answered shortly.)
+            return ClaimOutcome(won=False, granted_by=(), electorate=len(self.peers.electorate()),
+                                refusals=(f"{self.own_endpoint}: this daemon holds no lease",))
         voters: dict[str, Voter] = {
             address: self.answer_claim if address == self.own_endpoint else functools.partial(self._ask, address)
             for address in self.peers.electorate()}
