@@ -40,8 +40,9 @@ HIGH_AVAILABILITY_KEY: Final = "sd_actors.policies.high_availability"
 """The key of a daemon's :class:`HighAvailability` among its System's shared objects."""
 
 HA_GENERATION: Final = "haGeneration"
-"""The attribute an HARestarter gives each child: which restart it is (0 for the first deployment).
-A component that has it is stopped by its daemon when that daemon loses its lease."""
+"""The attribute an HARestarter gives each child and everything nested in it: which restart it is
+(0 for the first deployment). A component that has it is stopped by its daemon when that daemon
+loses its lease."""
 
 
 class HighAvailability:
