@@ -287,11 +287,13 @@ class Daemon:
     def _journal_event(self, event: LifecycleEvent) -> None:
         app = event.path[0] if event.path else ""
         try:
+            # Notes: written in batches a moment later. What recovery relies on (the application's
+            # status, what components hold) is written at once, before it is acted on.
             if event.new is State.CREATED:
-                self.journal.record_component(app, event.path, component_class=event.component_class,
-                                              host=self.settings.host, state=event.new)
+                self.journal.note_component(app, event.path, component_class=event.component_class,
+                                            host=self.settings.host, state=event.new)
             else:
-                self.journal.record_state(app, event.path, event.new, event.record)
+                self.journal.note_state(app, event.path, event.new, event.record)
         except DeploymentError as error:  # an app deployed without the journal (tests, embedding)
             logger.debug("journal: %s", error)
         if event.path == (app,) and event.new.is_final and event.record is not None:

@@ -693,3 +693,41 @@ def test_a_daemon_killed_after_its_deploy_reattaches_every_vm_and_creates_nothin
     assert [(c.path, c.state, c.resource) for c in recovery.resources_to_find] == [
         (_vm_path(i), State.STARTED, _uuid(i, generation=1 if i == 2 else 0)) for i in range(VMS)]
     assert [(h.subject, h.record) for h in history] == [(_vm_path(2), CRASHED)]
+
+
+# -- notes: lifecycle changes written in batches ---------------------------------------------------------------
+def test_a_note_is_seen_by_the_next_read_and_written_in_the_order_it_was_made(journal: Journal) -> None:
+    deploying(journal)
+    journal.note_component(APP, (APP, "vm0"), component_class="VM", host="host-a", state=State.CREATED)
+    # A resource recorded at once after the note: the note must not overwrite it when written later.
+    journal.record_component(APP, (APP, "vm0"), component_class="VM", host="host-a", state=State.CREATED,
+                             resource="libvirt:qemu:///system#1234")
+    journal.note_state(APP, (APP, "vm0"), State.FAILED, CRASHED)
+
+    [vm] = journal.components(APP)
+
+    assert (vm.state, vm.resource, vm.record) == (State.FAILED, "libvirt:qemu:///system#1234", CRASHED)
+    assert [entry.record for entry in journal.records(APP)] == [CRASHED]
+
+
+def test_notes_left_when_the_journal_closes_are_written(tmp_path: Path, ticker: Ticker) -> None:
+    with open_journal(tmp_path, clock=ticker) as journal:
+        deploying(journal)
+        for number in range(200):
+            journal.note_component(APP, (APP, f"vm{number}"), component_class="VM", host="host-a",
+                                   state=State.CREATED)
+            journal.note_state(APP, (APP, f"vm{number}"), State.STARTED)
+
+    with open_journal(tmp_path, clock=ticker) as reopened:
+        states = {entry.path[-1]: entry.state for entry in reopened.components(APP)}
+
+    assert states == {f"vm{number}": State.STARTED for number in range(200)}
+
+
+def test_a_note_about_an_application_or_component_the_journal_does_not_know_is_dropped(journal: Journal) -> None:
+    deploying(journal)
+    journal.note_component("other", ("other", "vm0"), component_class="VM", host="host-a", state=State.CREATED)
+    journal.note_state(APP, (APP, "ghost"), State.STARTED)
+    record_vm(journal, "vm0")
+
+    assert [entry.path for entry in journal.components(APP)] == [(APP, "vm0")]
