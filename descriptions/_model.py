@@ -27,7 +27,7 @@ import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, final
 
 from sd_actors.descriptions._errors import SourceLocation
 
@@ -162,6 +162,7 @@ class PlacementSlot:
 Key = str | PlacementSlot
 
 
+@final  # the resolver's hot paths test exact types (type(v) is ComponentDescription)
 class ComponentDescription:
     """An ordered tree of attributes: SmartFrog's component description (CD).
 
@@ -253,19 +254,19 @@ class ComponentDescription:
                 self._tags.pop(name, None)
         if location is not None:
             self.locations[name] = location
-        if isinstance(value, ComponentDescription):
+        if type(value) is ComponentDescription:
             if not value.frozen:
                 value.parent = self
-        elif isinstance(value, Apply):
+        elif type(value) is Apply:
             value.body.parent = self
 
     def replace_value(self, name: Key, value: object) -> None:
         """Replace the value only (tags and position stay)."""
         self._attributes[name] = value
-        if isinstance(value, ComponentDescription):
+        if type(value) is ComponentDescription:
             if not value.frozen:
                 value.parent = self
-        elif isinstance(value, Apply):
+        elif type(value) is Apply:
             value.body.parent = self
 
     def values_raw(self) -> list[object]:
@@ -289,10 +290,10 @@ class ComponentDescription:
         if not reparent:
             return
         for value in attributes.values():
-            if isinstance(value, ComponentDescription):
+            if type(value) is ComponentDescription:
                 if not value.frozen:
                     value.parent = self
-            elif isinstance(value, Apply):
+            elif type(value) is Apply:
                 value.body.parent = self
 
     def replace_value_shared(self, name: Key, value: object) -> None:
@@ -413,6 +414,7 @@ class ComponentDescription:
         return f"<ComponentDescription {format_value(self)[:200]}>"
 
 
+@final  # as ComponentDescription: tested by exact type
 class Apply:
     """A function application (``APPLY {…}``) or predicate (``ASSERT {…}``), possibly LAZY."""
 
@@ -446,6 +448,8 @@ class Apply:
 
 def copy_value(value: object, parent: ComponentDescription) -> object:
     """Deep-copy ``value`` as an attribute of ``parent``."""
+    if type(value) in _IMMUTABLE:
+        return value  # most values: spared the isinstance calls below
     if isinstance(value, ComponentDescription):
         return value.copy(parent)
     if isinstance(value, list):
@@ -453,6 +457,10 @@ def copy_value(value: object, parent: ComponentDescription) -> object:
     if isinstance(value, Apply):
         return Apply(value.kind, value.body.copy(parent), lazy=value.lazy, location=value.location)
     return value
+
+
+# Types of values that copy_value hands back as they are.
+_IMMUTABLE: Final = frozenset({str, int, float, bool, type(None), bytes, Long, Double, Reference, _TBDType})
 
 
 def values_equal(a: object, b: object) -> bool:
