@@ -15,10 +15,12 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import msgpack
 
@@ -118,6 +120,10 @@ def known_daemon_key(folder: Path, endpoint: str) -> str | None:
     return None
 
 
+DAEMON_SHARED_KEY: Final = "sd_actors.daemon"
+"""A daemon shares a weak reference to itself under this key (System.shared) with its components."""
+
+
 @dataclass(frozen=True)
 class DaemonSettings:
     bind: str = f"tcp://127.0.0.1:{DEFAULT_PORT}"
@@ -159,6 +165,8 @@ class Daemon:
         self._sender = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sd-actors-send")
         self._parents_lock = threading.Lock()
         system.set_placement(self._placement)
+        # Components that serve something of their daemon (DeployManagement's web console) find it here.
+        system.shared(DAEMON_SHARED_KEY, lambda: weakref.ref(self))
         system.shared(Peers, lambda: self.peers)  # what placement policies ask about the pool's hosts
         system.runtime.resource_recorder = self._record_resource
         self._unsubscribe_forwarding = system.subscribe(self._forward_event)
@@ -350,16 +358,16 @@ class Daemon:
                 case ShutdownDaemon():
                     request.reply(Done())
                     self.stopped.set()
+                case GetCapacity() | ReserveCapacity() | ReleaseCapacity():
+                    from sd_actors.policies import host_ledger  # policies build on the actors, not under them
+
+                    request.reply(host_ledger(self.system.runtime).answer(message))
                 case WatchApplications(seconds=seconds):
                     self._watch_all(request, seconds)
                 case GetComponent(path=path):
                     request.reply(self._component_details(self.system.lookup(path)))
                 case TerminateComponent():
                     self._terminate_component(request, message)
-                case GetCapacity() | ReserveCapacity() | ReleaseCapacity():
-                    from sd_actors.policies import host_ledger  # policies build on the actors, not under them
-
-                    request.reply(host_ledger(self.system.runtime).answer(message))
                 case _:
                     request.reply(RequestFailed(error=f"{type(message).__name__} is not a request"))
         except (DeploymentError, DescriptionError) as error:

@@ -6,7 +6,7 @@ import argparse
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
@@ -16,6 +16,7 @@ from sd_actors.net._protocol import GetStatus
 from sd_actors.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from sd_actors.actors._component import Component
     from sd_actors.actors._daemon import Daemon
     from sd_actors.actors.console._server import ConsoleSettings, RunningConsole
 
@@ -31,6 +32,14 @@ examples:
                                                      reachable from elsewhere: needs the token it prints
   sd-actors daemon --console 127.0.0.1:{DEFAULT_CONSOLE_PORT}         the daemon serves the console itself
 """
+
+
+@hookimpl
+def sd_actors_component_types() -> Mapping[str, type[Component]]:
+    from sd_actors.actors.console._component import WebConsole
+
+    # SmartFrog's DeployManagement (org/smartfrog/services/management/components.sf).
+    return {"sd_actors.actors.WebConsole": WebConsole}
 
 
 @hookimpl
@@ -97,10 +106,10 @@ def _announce(running: RunningConsole, shown: str, out: TextIO) -> None:
 
 
 @contextmanager
-def open_daemon_console(daemon: Daemon, bind: str | None, out: TextIO) -> Iterator[None]:
+def open_daemon_console(daemon: Daemon, bind: str | None, out: TextIO) -> Iterator[RunningConsole | None]:
     """``sd-actors daemon --console HOST:PORT``: the daemon's own console, a client of it with its own keys."""
     if bind is None:
-        yield
+        yield None
         return
     from sd_actors.actors._daemon import make_registry
     from sd_actors.actors.console._server import ConsoleError, open_console
@@ -118,6 +127,6 @@ def open_daemon_console(daemon: Daemon, bind: str | None, out: TextIO) -> Iterat
     try:
         with open_console(_settings(bind, ()), connect=connect_to_daemon) as running:
             _announce(running, f"this daemon ({daemon.endpoint})", out)
-            yield
+            yield running
     except ConsoleError as error:
         raise CommandError(str(error)) from None
