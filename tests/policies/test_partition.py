@@ -359,3 +359,19 @@ sfConfig extends Compound {{
 
     assert on_h3  # the scheduler spread them: h3 ran some
     _assert_never_two_copies(pool)
+
+
+def test_when_the_restarters_own_host_is_cut_off_nothing_runs_twice_and_its_vms_come_back_after_the_heal(
+        pool: Pool, tmp_path: Path) -> None:
+    _up(pool, _description(pool, tmp_path, VMS))
+    pool.wait_for(lambda latest: latest.get("h2") == ("vm1",) and latest.get("h3") == ("vm2", "vm3"), "deployed")
+
+    pool.hosts["h1"].link_down()  # the HARestarter's host: its subtrees stop when their parent is silent
+    pool.wait_for(lambda latest: latest.get("h2") == () and latest.get("h3") == (), "stopped on h2 and h3")
+    cut = time.monotonic()
+    pool.wait_for(lambda latest: time.monotonic() > cut + 1.5, "watched while cut off")
+    pool.hosts["h1"].link_up()
+    pool.wait_for(_each_once_on({"h1", "h2", "h3"}, {"vm1", "vm2", "vm3"}), "running again")
+
+    _assert_never_two_copies(pool)
+    assert all(s.running == () for s in pool.sightings if s.host in ("h2", "h3") and cut < s.sent < cut + 1.5)
