@@ -726,10 +726,10 @@ class Resolver:
     def _place_in(self, cd: ComponentDescription, pending: list[tuple[ComponentDescription, PlacementSlot, str]]
                   ) -> bool:
         progress = False
-        present = cd.raw_keys_set()
-        for key, value in cd.raw_items():
+        attributes = cd._attributes  # (read directly: this visits every description of the tree)
+        for key, value in list(attributes.items()):
             if type(key) is PlacementSlot:
-                if key not in present:
+                if key not in attributes:
                     continue
                 message = self._place(cd, key, value)
                 if message is None:
@@ -738,7 +738,7 @@ class Resolver:
                         self._place_in(value, pending)
                 else:
                     pending.append((cd, key, message))
-            elif type(value) is ComponentDescription and not value.frozen and cd.raw_get(key) is value:
+            elif type(value) is ComponentDescription and not value.frozen and attributes.get(key) is value:
                 progress = self._place_in(value, pending) or progress
         return progress
 
@@ -865,11 +865,12 @@ class Resolver:
         self._link_live.add(id(cd))
         try:
             assertions: list[str] = []
-            for key, value in cd.raw_items():
+            attributes = cd._attributes
+            for key, value in list(attributes.items()):
                 kind = type(value)
                 if kind in _PLAIN or type(key) is not str:
                     continue
-                value = cd.raw_get(key, _MISSING)
+                value = attributes.get(key, _MISSING)
                 kind = type(value)
                 if kind is ComponentDescription:
                     self._link(value)  # type: ignore[arg-type]
