@@ -631,7 +631,7 @@ class Resolver:
     def _merge_prototypes(self, cd: ComponentDescription) -> None:
         prototypes = cd.prototypes or []
         cd.prototypes = None
-        inherited: set[object] = set()
+        targets: list[ComponentDescription] = []
         for prototype in reversed(prototypes):
             if isinstance(prototype, ComponentDescription):
                 self._subtype(cd, prototype, copy=False)
@@ -656,9 +656,13 @@ class Resolver:
                                       "which contains it", at=prototype.location or cd.location,
                                       hint="a component cannot extend a prototype that contains it")
             self._resolve_types(target)
-            inherited.update(target.raw_keys())
+            targets.append(target)
             self._subtype(cd, target, copy=True)
-        if inherited and any("sfOverride" in tags for tags in cd.raw_tags_mapping().values()):
+        # What the prototypes define matters only to an sfOverride tag (rare): worked out only then.
+        # (A resolved prototype's keys no longer change during the type phase.)
+        if any(target.raw_keys_set() for target in targets) and \
+                any("sfOverride" in tags for tags in cd.raw_tags_mapping().values()):
+            inherited = {key for target in targets for key in target.raw_keys()}
             for key in cd.raw_keys():
                 if "sfOverride" in cd.raw_tags(key) and key not in inherited:
                     raise TypeResolutionError(
