@@ -286,7 +286,9 @@ class Console:
                 if reachable:
                     logger.warning("console: the daemon does not answer: %s", error)
                     reachable = False
-                    self._publish("daemon", {"error": str(error)})
+                    # One wording whichever request noticed it (a status ask or the event stream).
+                    said = str(error) if isinstance(error, CommandError) else f"no answer from the daemon ({error})"
+                    self._publish("daemon", {"error": said})
                 self._stopping.wait(1.0)
 
     def stop(self) -> None:

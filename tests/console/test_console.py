@@ -43,7 +43,9 @@ sfConfig extends Compound {
 
 @pytest.fixture(scope="module")
 def user(tmp_path_factory: pytest.TempPathFactory) -> User:
-    return User.make(tmp_path_factory.mktemp("console-user"))
+    user = User.make(tmp_path_factory.mktemp("console-user"))
+    (user.home / "shop.sf").write_text(SHOP)
+    return user
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,6 @@ def console(user: User, daemon: DaemonProcess) -> Iterator[ConsoleProcess]:
     templates = user.home / "templates"
     templates.mkdir()
     (templates / "greeter.sf").write_text(GREETER)
-    (user.home / "shop.sf").write_text(SHOP)
     with running_console(user, "--bind", f"127.0.0.1:{free_port()}", "--host", daemon.host,
                          "--templates", str(templates)) as console:
         yield console
