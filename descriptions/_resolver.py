@@ -804,12 +804,13 @@ class Resolver:
                                 "ConstructSchema or ConstructAssertions")
         cd.remove("phase.function")
         if kind == _names.CONSTRUCT_FUNCTION:
-            function = cd.raw_get("sfFunctionClass")
-            if function is None:
+            attributes = cd._attributes  # (read directly: there is one of these per function of the tree)
+            if attributes.get("sfFunctionClass") is None:
                 raise FunctionError(f"{display_path(parent, key)}: a function needs sfFunctionClass",
                                     at=cd.location, hint="extend one of the function templates (sum, concat, …)")
-            cd.move_to_front("sfFunctionClass")
-            return Apply("APPLY", cd, lazy=cd.raw_get("sfFunctionLazy") is True, location=cd.location)
+            if next(iter(attributes)) != "sfFunctionClass":
+                cd.move_to_front("sfFunctionClass")
+            return Apply("APPLY", cd, lazy=attributes.get("sfFunctionLazy") is True, location=cd.location)
         if kind == _names.CONSTRUCT_ASSERTIONS:
             cd.set("sfFunctionClass", _names.function("CheckAssertions"))
             cd.move_to_front("sfFunctionClass")
