@@ -582,6 +582,8 @@ class Resolver:
             value: object = _MISSING
         elif type(raw) in _PLAIN:
             value = raw
+        elif _is_lazy(raw):
+            value = _LAZY_VALUE  # what value_of would say, without raising _Lazy to say it
         else:
             try:
                 value = self.value_of(holder, name)
@@ -879,7 +881,9 @@ class Resolver:
                 kind = type(value)
                 if kind is ComponentDescription:
                     self._link(value)  # type: ignore[arg-type]
-                elif kind is Apply and value.kind == "ASSERT" and not value.lazy:  # type: ignore[attr-defined]
+                elif _is_lazy(value):
+                    continue  # stays as it is: resolved at run time
+                elif kind is Apply and value.kind == "ASSERT":  # type: ignore[attr-defined]
                     assertions.append(key)
                 elif kind is Reference or kind is Apply or value is TBD:
                     self._link_attribute(cd, key, value)
@@ -925,6 +929,15 @@ class Resolver:
 
 
 _MISSING: Final = object()
+
+
+def _is_lazy(value: object) -> bool:
+    """A LAZY reference or function: value_of raises _Lazy for it (checked first where that is common)."""
+    if type(value) is Reference:
+        return value.lazy and not value.data
+    return type(value) is Apply and value.lazy
+
+
 _NO_TAGS: Final[frozenset[str]] = frozenset()
 # The kinds of the plain Python types (as value_kind names them).
 _KIND_OF_TYPE: Final[Mapping[type, str]] = {
