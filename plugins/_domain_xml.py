@@ -78,6 +78,8 @@ class DomainSpec:
     disks: tuple[Disk, ...] = ()
     network: str | None = None
     """A libvirt network to plug into; None: user-mode networking."""
+    console_log: str | None = None
+    """A file that gets everything the guest writes on its console (libvirt's ``<log>``, by virtlogd)."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -93,7 +95,8 @@ class DomainSpec:
                 raise ValueError(f"{attribute} is {text!r}: it goes on the kernel command line as part of ip=…, "
                                  "so it must be non-empty, without spaces or colons")
         for attribute, text in (("domainName", self.name), ("kernel", self.kernel), ("ramdisk", self.ramdisk),
-                                ("extra", self.extra), ("network", self.network), ("domainType", self.domain_type)):
+                                ("extra", self.extra), ("network", self.network), ("domainType", self.domain_type),
+                                ("consoleLog", self.console_log)):
             if text is not None and _NOT_XML.search(text):
                 raise ValueError(f"{attribute} {text!r} holds a control character that XML cannot carry; remove it")
         if self.ramdisk is not None and self.kernel is None:
@@ -189,11 +192,17 @@ def domain_xml(spec: DomainSpec) -> str:
         ET.SubElement(interface, "source", network=spec.network)
     if spec.domain_type in ("kvm", "qemu"):
         ET.SubElement(interface, "model", type="virtio")
+    if spec.console_log is not None and not spec.console_log.startswith("/"):
+        raise ValueError(f"consoleLog is {spec.console_log!r}; give an absolute path (the hypervisor writes it)")
     if spec.paravirtual:
         console = ET.SubElement(devices, "console", type="pty")
+        if spec.console_log is not None:
+            ET.SubElement(console, "log", file=spec.console_log, append="off")
         ET.SubElement(console, "target", type="xen", port="0")
     else:
         serial = ET.SubElement(devices, "serial", type="pty")
+        if spec.console_log is not None:
+            ET.SubElement(serial, "log", file=spec.console_log, append="off")
         ET.SubElement(serial, "target", port="0")
         console = ET.SubElement(devices, "console", type="pty")
         ET.SubElement(console, "target", type="serial", port="0")

@@ -343,7 +343,8 @@ class VM(Component):
             domain_type = context.shared(("libvirt-default-domain-type", self._uri),
                                          lambda: self._default_domain_type(connection))
         texts: dict[str, str | None] = {}
-        for attribute in ("kernel", "ramdisk", "extra", "ip", "gateway", "netmask", "hostname", "network"):
+        for attribute in ("kernel", "ramdisk", "extra", "ip", "gateway", "netmask", "hostname", "network",
+                          "consoleLog"):
             value = context.attribute(attribute, None)
             if value is not None and not isinstance(value, str):
                 raise DomainError(f"{self._where}: {attribute} is {value!r}; give a string")
@@ -357,7 +358,7 @@ class VM(Component):
                 domain_type=domain_type, owner=self._owner, disks=_disks(self._disk_list(name, domain_type)),
                 kernel=texts["kernel"], ramdisk=texts["ramdisk"], extra=texts["extra"], ip=texts["ip"],
                 gateway=texts["gateway"], netmask=texts["netmask"], hostname=texts["hostname"],
-                network=texts["network"])
+                network=texts["network"], console_log=texts["consoleLog"])
         except ValueError as error:
             raise DomainError(f"{self._where}: {error}") from error
 

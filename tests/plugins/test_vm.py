@@ -261,7 +261,10 @@ def test_the_test_driver_offers_the_test_domain_type() -> None:
      "disks": (Disk(source="/dev/vg0/web1", target="xvda", kind="root"),)},
     {"domain_type": "xen", "name": "a<b & \"c\""},
     {"domain_type": "kvm", "disks": (Disk(source="/images/web1.qcow2", target="vda", kind="root", format="qcow2"),)},
-], ids=["kvm direct boot", "qemu on a network", "xen paravirtual", "xen hvm with an odd name", "kvm on qcow2"])
+    {"domain_type": "qemu", "console_log": "/var/log/sd-actors/web1.console"},
+    {"domain_type": "xen", "kernel": "/boot/vmlinuz", "console_log": "/var/log/sd-actors/web1.console"},
+], ids=["kvm direct boot", "qemu on a network", "xen paravirtual", "xen hvm with an odd name", "kvm on qcow2",
+        "qemu with a console log", "xen paravirtual with a console log"])
 def test_the_generated_xml_is_valid_for_libvirts_domain_schema(tmp_path: Path, changes: dict[str, object]) -> None:
     document = tmp_path / "domain.xml"
     document.write_text(domain_xml(spec(**changes)))
@@ -697,3 +700,17 @@ def test_the_schemas_accept_a_backends_hypervisor_and_a_2007_temp_mount_point() 
 
     assert config["disks"]["hypervisor"] == "qemu:///system"
     assert config["vm"]["tempMountPoint"] == "/tmp/mnt"
+
+
+def test_a_console_log_is_where_the_guests_console_is_written() -> None:
+    document = parsed(domain_xml(spec(domain_type="qemu", console_log="/var/log/web1.console")))
+
+    log = document.find("devices/serial/log")
+
+    assert log is not None
+    assert (log.get("file"), log.get("append")) == ("/var/log/web1.console", "off")
+
+
+def test_a_relative_console_log_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"consoleLog is 'web1\.console'; give an absolute path"):
+        domain_xml(spec(domain_type="qemu", console_log="web1.console"))
