@@ -52,7 +52,6 @@ from sd_actors.descriptions._model import (
     Apply,
     ComponentDescription,
     Double,
-    Key,
     Long,
     PlacementSlot,
     Reference,
@@ -929,6 +928,8 @@ class Resolver:
 
 
 _MISSING: Final = object()
+# Values finish() keeps in the result as they are (it copies descriptions, functions and vectors).
+_KEPT_AS_IS: Final = frozenset({str, int, float, bool, type(None), bytes, Long, Double, Reference, type(TBD)})
 
 
 def _is_lazy(value: object) -> bool:
@@ -1106,27 +1107,25 @@ def finish(cd: ComponentDescription, parent: ComponentDescription | None, live: 
                               at=cd.location, hint="use LAZY to refer to a component instead of copying it")
     live.add(id(cd))
     result = ComponentDescription(parent, eager=cd.eager, location=cd.location)
-    # Built as plain dicts: this runs for every component and function of the result.
-    attributes: dict[Key, object] = {}
-    tags: dict[Key, frozenset[str]] = {}
-    locations: dict[Key, SourceLocation] = {}
-    source_tags = cd.raw_tags_mapping()
-    source_locations = cd.locations
-    for key, value in cd.raw_keys_set().items():
-        if type(key) is not str or value is _CHECKED:
-            continue
-        key_tags = source_tags.get(key)
-        if key_tags is not None and "sfTemp" in key_tags:
-            continue
+    # Copied whole, then trimmed: this runs for every component of the result, and most values
+    # are kept as they are. Locations and tags are only of the kept keys, tags only non-empty.
+    source = cd.raw_keys_set()
+    attributes = dict(source)
+    tags = dict(cd.raw_tags_mapping())
+    locations = dict(cd.locations)
+    dropped = {key for key, key_tags in tags.items() if "sfTemp" in key_tags}
+    for key, value in source.items():
         kind = type(value)
-        if kind is ComponentDescription or kind is Apply or kind is list:
-            value = _finish_value(value, result, live)
-        attributes[key] = value
-        if key_tags:
-            tags[key] = key_tags
-        location = source_locations.get(key)
-        if location is not None:
-            locations[key] = location
+        if kind in _KEPT_AS_IS and type(key) is str:
+            continue
+        if type(key) is not str or value is _CHECKED:
+            dropped.add(key)
+        elif key not in dropped and (kind is ComponentDescription or kind is Apply or kind is list):
+            attributes[key] = _finish_value(value, result, live)
+    for key in dropped:
+        del attributes[key]
+        tags.pop(key, None)
+        locations.pop(key, None)
     result.adopt_attributes(attributes, tags, locations, reparent=False)
     live.discard(id(cd))
     return result
