@@ -159,6 +159,9 @@ class VM(Component):
             self._domain = existing
         else:
             xml = domain_xml(spec)
+            if spec.console_log is not None and not urlsplit(self._uri).netloc:
+                # A hypervisor on this host writes the console log here; its folder must exist.
+                os.makedirs(os.path.dirname(spec.console_log), exist_ok=True)
             self._domain = self._libvirt(lambda: self._connection_or_fail().defineXML(xml), "define")
         self._uuid = self._libvirt(self._domain.UUIDString, "read the UUID of")
         self.context.set_resource(domain_resource(self._uri, self._uuid))  # journal first: before it is relied on

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# `make demo`: the main job. Resolve the 2007 example pool; then, on this host, boot a pool of two
-# real virtual machines with `sd-actors up` (qemu:///system, TCG guests with a Debian kernel and a
-# busybox userspace), show them, stop the daemon (the guests keep running), start it again (it
-# re-attaches to them through its journal), and take the pool down (domains and volumes removed).
-# Needs root. State goes to temporary folders, so the demo leaves nothing behind and can run again.
+# `make demo`: the main job. Resolve the 2007 example pool; then, on this host, boot the pool of
+# descriptions/examples/qemu-pool.sf with `sd-actors up` (two QEMU/TCG guests on qemu:///system with
+# a Debian kernel and a busybox userspace), show their own proof of boot from their consoles, stop
+# the daemon (the guests keep running), start it again (it re-attaches to them through its journal),
+# and take the pool down (each root filesystem archived, domains and volumes removed).
+# Needs root. State goes to temporary folders; what the pool leaves (its saved images, console
+# logs) is removed at the end, so the demo can run again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 sd=.venv/bin/sd-actors
@@ -21,9 +23,8 @@ ensure_libvirt
 virsh -c qemu:///system version | sed 's/^/   /'
 
 demo=$(mktemp -d /tmp/sd-actors-demo.XXXXXX)
-# Volumes live where qemu's user (libvirt-qemu) can reach them.
-pool=$(mktemp -d /var/tmp/sd-actors-demo-pool.XXXXXX)
-chmod 755 "$pool"
+example=descriptions/examples/qemu-pool.sf
+domains=(qemu-dom1 qemu-dom2)
 export XDG_STATE_HOME="$demo/state" XDG_CONFIG_HOME="$demo/config"
 port=$($python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 state="$XDG_STATE_HOME/sd-actors"
@@ -45,22 +46,20 @@ stop_daemon() {
 }
 cleanup() {
     stop_daemon
-    for domain in sd-demo-web sd-demo-db; do   # only if the demo was interrupted before `down`
+    for domain in "${domains[@]}"; do   # domains only if the demo was interrupted before `down`
         virsh -c qemu:///system destroy "$domain" >/dev/null 2>&1 || true
         virsh -c qemu:///system undefine "$domain" >/dev/null 2>&1 || true
+        rm -f "/var/tmp/$domain.tar.gz" "/var/log/sd-actors/$domain.console"
     done
-    virsh -c qemu:///system pool-destroy sd-actors-demo >/dev/null 2>&1 || true
-    virsh -c qemu:///system pool-undefine sd-actors-demo >/dev/null 2>&1 || true
-    rm -rf "$demo" "$pool"
+    virsh -c qemu:///system pool-destroy sd-actors-qemu-pool >/dev/null 2>&1 || true
+    virsh -c qemu:///system pool-undefine sd-actors-qemu-pool >/dev/null 2>&1 || true
+    rm -rf "$demo" /var/lib/sd-actors/qemu-pool
 }
 trap cleanup EXIT
 
 echo
-echo "== the guest: Debian's kernel and a busybox initramfs (tests/plugins/guest.py), and a base image"
-$python tests/plugins/guest.py /var/cache/sd-actors/demo-guest | sed 's/^/   /'
-mkdir -p "$demo/root/etc" "$demo/root/root"
-echo unconfigured >"$demo/root/etc/hostname"
-tar -C "$demo/root" -czf "$demo/base.tar.gz" .
+echo "== the guest: Debian's kernel, a busybox initramfs and a base image (tests/plugins/guest.py)"
+$python tests/plugins/guest.py /var/cache/sd-actors/guest | sed 's/^/   /'
 
 echo
 echo "== keys (the daemon's and yours), and sd-actors daemon --hypervisor qemu:///system"
@@ -71,38 +70,35 @@ user_key=$("$sd" keys init | sed -n 's/.*public key: //p')
 start_daemon
 echo "   daemon ready on tcp://$host (log: $demo/daemon.log)"
 
-properties=(-D "sd.kernel=/var/cache/sd-actors/demo-guest/vmlinuz" -D "sd.ramdisk=/var/cache/sd-actors/demo-guest/initrd.img"
-            -D "sd.baseImage=$demo/base.tar.gz" -D "sd.poolPath=$pool")
 echo
-echo "== sd-actors up scripts/demo-pool.sf --name pool   (two VMs on a loopback storage backend)"
-"$sd" up scripts/demo-pool.sf --name pool --host "$host" "${properties[@]}"
+echo "== sd-actors up $example --name pool   (two VMs on a loopback storage backend)"
+"$sd" up "$example" --name pool --host "$host"
 echo
 echo "== sd-actors status pool"
 "$sd" status pool --host "$host"
 echo
 echo "== virsh list: the guests libvirt runs"
-virsh -c qemu:///system list | grep -E 'Id|sd-demo' | sed 's/^/   /'
-
+virsh -c qemu:///system list | grep -E 'Id|qemu-dom' | sed 's/^/   /'
 echo
-echo "== inside the guests: each wrote its hostname and ip (from the kernel command line) into its root volume"
-for vm in web db; do
+echo "== their consoles (consoleLog): each guest says who it booted as (the ip and hostname of the description)"
+for domain in "${domains[@]}"; do
     proof=""
     for _ in $(seq 300); do   # a TCG guest boots in a few seconds
-        proof=$(debugfs -R "cat /root/booted" "$pool/sd-demo-$vm.img" 2>/dev/null || true)
+        proof=$(grep -a -m1 'sd-actors-guest:' "/var/log/sd-actors/$domain.console" 2>/dev/null || true)
         [ -n "$proof" ] && break
         sleep 0.1
     done
-    echo "   sd-demo-$vm: ${proof:-(no proof of boot yet)}"
+    echo "   $domain: ${proof:-(nothing on its console yet)}"
 done
 
 echo
 echo "== the daemon stops (SIGTERM): it detaches, the guests keep running"
 stop_daemon
-virsh -c qemu:///system list | grep -E 'Id|sd-demo' | sed 's/^/   /'
+virsh -c qemu:///system list | grep -E 'Id|qemu-dom' | sed 's/^/   /'
 echo
 echo "== a new daemon on the same state folder re-attaches to them (its journal names their UUIDs)"
 start_daemon
-"$sd" up scripts/demo-pool.sf --name pool --host "$host" "${properties[@]}"
+"$sd" up "$example" --name pool --host "$host"
 for _ in $(seq 100); do
     "$sd" status pool --json --host "$host" | grep -q '"state": "deploying"\|"state": "created"\|"state": "deployed"' || break
     sleep 0.1
@@ -111,6 +107,10 @@ grep -o 're-attached to domain .*' "$demo/daemon.log" | sed 's/^/   daemon log: 
 "$sd" status pool --host "$host"
 
 echo
-echo "== sd-actors down pool   (domains destroyed and undefined, volumes deleted: keepVolumes false)"
+echo "== sd-actors down pool   (root filesystems archived: saveImage; domains undefined; volumes deleted)"
 "$sd" down pool --host "$host"
-virsh -c qemu:///system list --all | grep -c sd-demo | sed 's/^/   sd-demo domains left: /' || true
+echo "   qemu-dom domains left: $(virsh -c qemu:///system list --all --name | grep -c qemu-dom || true)"
+for domain in "${domains[@]}"; do
+    proof=$(tar -xzOf "/var/tmp/$domain.tar.gz" root/booted)
+    echo "   /var/tmp/$domain.tar.gz holds root/booted: $proof"
+done

@@ -12,7 +12,7 @@ import pytest
 from sd_actors.descriptions import DescriptionError, parse_file
 
 EXAMPLES: Final = Path(str(importlib.resources.files("sd_actors.descriptions") / "examples"))
-EXAMPLE_NAMES: Final = ["domain.sf", "mgtConsole.sf", "parallel-pool.sf", "pool.sf", "scheduler.sf"]
+EXAMPLE_NAMES: Final = ["domain.sf", "mgtConsole.sf", "parallel-pool.sf", "pool.sf", "qemu-pool.sf", "scheduler.sf"]
 
 SLIDE_INCLUDES: Final = [
     '#include "org/smartfrog/components.sf"',

@@ -20,7 +20,10 @@ The files are rebuilt only when their inputs (kernel, busybox, the init script) 
 folder's ``stamp`` records them. Everything is world-readable and the folder world-traversable,
 since qemu:///system runs its guests as the libvirt-qemu user.
 
-Run as a script to build into a folder: ``python tests/plugins/guest.py /var/tmp/guest``.
+It also leaves ``base.tar.gz`` there, a tiny root tree for a VM's ``baseImage``.
+
+Run as a script to build into a folder: ``python tests/plugins/guest.py /var/cache/sd-actors/guest``
+(where ``descriptions/examples/qemu-pool.sf`` looks for them).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +128,8 @@ class Guest:
     kernel: Path
     initrd: Path
     kernel_version: str
+    base_image: Path
+    """``base.tar.gz``: a tiny root tree (``/etc/hostname``, ``/root``) for a VM's ``baseImage``."""
 
 
 def kernel_version(boot: Path = Path("/boot"), modules: Path = Path("/lib/modules")) -> str:
@@ -185,6 +191,23 @@ def _stamp(version: str, busybox: Path) -> str:
     return digest.hexdigest()
 
 
+def _base_image(cache: Path) -> Path:
+    """The root tree a guest's volume starts from (its busybox comes with the initramfs)."""
+    image = cache / "base.tar.gz"
+    if not image.is_file():
+        with tempfile.TemporaryDirectory(dir=cache, prefix="base-") as building:
+            tree = Path(building) / "tree"
+            for folder in ("etc", "root", "tmp"):
+                (tree / folder).mkdir(parents=True)
+            (tree / "etc" / "hostname").write_text("unconfigured\n")
+            made = Path(building) / "base.tar.gz"
+            with tarfile.open(made, "w:gz") as archive:
+                archive.add(tree, arcname=".")
+            made.chmod(0o644)
+            os.replace(made, image)
+    return image
+
+
 def _cpio_newc(tree: Path, output: Path) -> None:
     """``tree`` as a gzip'd newc cpio archive, owned by root, in a stable order."""
     cpio = _program("cpio", "cpio")
@@ -210,7 +233,7 @@ def build_guest(cache: Path) -> Guest:
     kernel, initrd, stamp = cache / "vmlinuz", cache / "initrd.img", cache / "stamp"
     want = _stamp(version, busybox)
     if kernel.is_file() and initrd.is_file() and stamp.is_file() and stamp.read_text() == want:
-        return Guest(kernel=kernel, initrd=initrd, kernel_version=version)
+        return Guest(kernel=kernel, initrd=initrd, kernel_version=version, base_image=_base_image(cache))
 
     with tempfile.TemporaryDirectory(dir=cache, prefix="build-") as building:
         tree = Path(building) / "tree"
@@ -240,9 +263,9 @@ def build_guest(cache: Path) -> Guest:
         os.replace(made_kernel, kernel)
         os.replace(made_initrd, initrd)
     stamp.write_text(want)
-    return Guest(kernel=kernel, initrd=initrd, kernel_version=version)
+    return Guest(kernel=kernel, initrd=initrd, kernel_version=version, base_image=_base_image(cache))
 
 
 if __name__ == "__main__":
     built = build_guest(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/var/tmp/sd-actors-guest"))
-    print(f"kernel {built.kernel} ({built.kernel_version})\ninitrd {built.initrd}")
+    print(f"kernel {built.kernel} ({built.kernel_version})\ninitrd {built.initrd}\nbase image {built.base_image}")

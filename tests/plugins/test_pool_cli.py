@@ -1,6 +1,7 @@
-"""The main job, as a user types it: `sd-actors up pool.sf` boots a pool of real guests on
-qemu:///system (TCG), `status` shows them, the daemon stops and restarts without touching them (it
-detaches, then re-attaches through its journal), and `sd-actors down` removes domains and volumes.
+"""The main job, as a user types it: `sd-actors up descriptions/examples/qemu-pool.sf` boots a pool of
+real guests on qemu:///system (TCG) that say on their consoles who they booted as; the daemon stops and
+restarts without touching them (it detaches, then re-attaches through its journal); `sd-actors down`
+archives each root filesystem (saveImage) and removes domains and volumes.
 
 Needs root (libvirtd, virtlogd, pools); as root it fails rather than skips, like test_guest_boot.
 """
@@ -8,7 +9,9 @@ Needs root (libvirtd, virtlogd, pools); as root it fails rather than skips, like
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import json
+import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +22,7 @@ import pytest
 
 from sd_actors.plugins._libvirt_events import open_connection
 from tests.actors.daemon_helpers import DaemonProcess, User, free_port, running_daemon
-from tests.plugins.guest import Guest
+from tests.plugins.guest import PROOF_FILE, PROOF_PREFIX, Guest
 
 # The real-guest fixtures (the session libvirtd, virtlogd, the guest's kernel and initramfs, a pool folder).
 pytest_plugins = ["tests.plugins.test_guest_boot"]
@@ -56,23 +59,33 @@ def names(qemu_hypervisor: str) -> Iterator[list[str]]:
         connection.close()
 
 
-def pool_description(names: list[str], pool: tuple[str, Path], guest: Guest, base: Path) -> str:
+EXAMPLE = Path(str(importlib.resources.files("sd_actors.descriptions") / "examples" / "qemu-pool.sf"))
+PROOF_TIMEOUT = 60.0
+
+
+def overrides(names: list[str], pool: tuple[str, Path], guest: Guest, base: Path, saved: Path,
+              consoles: Path) -> list[str]:
+    """--set options that put the example's pool, names, guest files and outputs where this test wants them."""
     pool_name, folder = pool
-    machines = "\n".join(f"""
-        vm{index + 1} extends VM {{
-            domainName "{name}"; domainType "qemu"; memory 192;
-            kernel "{guest.kernel}"; ramdisk "{guest.initrd}"; extra "sd.stay";
-            ip "10.0.2.{15 + index}"; gateway "10.0.2.2"; netmask "255.255.255.0"; hostname "{name}";
-            storageBackend LAZY ATTRIB disks;
-            baseImage "{base}"; volumeSize "16m"; swapSize "0"; keepVolumes false;
-            domainLivenessDelay 500;
-        }}""" for index, name in enumerate(names))
-    return f"""#include "ch/cern/openlab/smartdomains/components.sf"
-sfConfig extends Compound {{
-    disks extends LoopbackStorageBackend {{ poolName "{pool_name}"; poolPath "{folder}"; }}
-{machines}
-}}
-"""
+    values = {"computer1:loop:poolName": pool_name, "computer1:loop:poolPath": str(folder)}
+    for number, name in enumerate(names, start=1):
+        domain = f"computer1:domain{number}"
+        values |= {f"{domain}:domainName": name, f"{domain}:kernel": str(guest.kernel),
+                   f"{domain}:ramdisk": str(guest.initrd), f"{domain}:baseImage": str(base),
+                   f"{domain}:saveImagePath": str(saved), f"{domain}:consoleLog": str(consoles / f"{name}.console")}
+    return [option for path, value in values.items() for option in ("--set", f'{path}="{value}"')]
+
+
+def wait_for_proof(console: Path) -> str:
+    """The line the guest prints on its console once it booted and wrote its proof file."""
+    deadline = time.monotonic() + PROOF_TIMEOUT
+    while time.monotonic() < deadline:
+        text = console.read_text(errors="replace") if console.exists() else ""
+        for line in text.splitlines():
+            if line.startswith(PROOF_PREFIX) or "sd-actors-guest: FAILED" in line:
+                return line.strip()
+        time.sleep(0.1)  # virtlogd writes the file; nothing to wait on but its content
+    raise AssertionError(f"no proof of boot on {console} within {PROOF_TIMEOUT:g} s")
 
 
 def running_uuids(hypervisor_uri: str, names: list[str]) -> dict[str, str | None]:
@@ -110,19 +123,23 @@ def wait_all_started(user: User, daemon: DaemonProcess) -> dict[str, str]:
     return states
 
 
-def test_up_boots_a_pool_of_guests_a_daemon_restart_keeps_them_and_down_removes_them(
+def test_up_of_the_qemu_pool_example_boots_its_guests_a_daemon_restart_keeps_them_and_down_saves_their_images(
         user: User, daemon: DaemonProcess, qemu_hypervisor: str, qemu_pool: tuple[str, Path], guest: Guest,
         root_tree: Path, names: list[str], tmp_path: Path) -> None:
-    pool_file = tmp_path / "pool.sf"
-    pool_file.write_text(pool_description(names, qemu_pool, guest, root_tree))
+    saved, consoles = tmp_path / "saved", tmp_path / "consoles"
+    saved.mkdir()
+    options = overrides(names, qemu_pool, guest, root_tree, saved, consoles)
 
-    up = user.run("up", str(pool_file), "--host", daemon.host, timeout=UP_TIMEOUT)
+    up = user.run("up", str(EXAMPLE), "--name", "pool", "--host", daemon.host, *options, timeout=UP_TIMEOUT)
 
     assert up.returncode == 0, up.stdout + up.stderr + daemon.log()
-    assert "pool is up: 4 components started" in up.stdout
+    assert "pool is up: 5 components started" in up.stdout
     booted = running_uuids(qemu_hypervisor, names)
     assert all(booted.values()), booted
-    assert set(component_states(user, daemon).values()) == {"started"}
+    for number, name in enumerate(names):
+        # The guest's own words on its console: it booted with the identity the description gave it.
+        expected = f"hostname=qemu-dom{number + 1} ip=10.0.2.{15 + number} "  # as the example says
+        assert expected in wait_for_proof(consoles / f"{name}.console")
 
     # The daemon stops: the guests are not its to destroy, they keep running.
     assert daemon.stop() == 0
@@ -130,7 +147,7 @@ def test_up_boots_a_pool_of_guests_a_daemon_restart_keeps_them_and_down_removes_
 
     # The next daemon on the same state folder re-attaches to the very same domains.
     daemon.start()
-    follow = user.run("up", str(pool_file), "--host", daemon.host, timeout=UP_TIMEOUT)
+    follow = user.run("up", str(EXAMPLE), "--name", "pool", "--host", daemon.host, *options, timeout=UP_TIMEOUT)
     assert follow.returncode == 0, follow.stdout + follow.stderr
     assert "already running" in follow.stdout
     assert set(wait_all_started(user, daemon).values()) == {"started"}, daemon.log()
@@ -142,4 +159,10 @@ def test_up_boots_a_pool_of_guests_a_daemon_restart_keeps_them_and_down_removes_
     assert down.returncode == 0, down.stdout + down.stderr
     assert running_uuids(qemu_hypervisor, names) == dict.fromkeys(names)
     _, folder = qemu_pool
-    assert sorted(p.name for p in folder.iterdir()) == []
+    assert sorted(p.name for p in folder.iterdir()) == []  # keepVolumes false
+    for number, name in enumerate(names):
+        with tarfile.open(saved / f"{name}.tar.gz") as archive:
+            member = next(m for m in archive.getmembers() if m.name.lstrip("./") == PROOF_FILE.lstrip("/"))
+            proof = archive.extractfile(member)
+            assert proof is not None
+            assert f"hostname=qemu-dom{number + 1} ip=10.0.2.{15 + number} " in proof.read().decode()
