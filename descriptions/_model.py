@@ -382,17 +382,18 @@ class ComponentDescription:
         new.frozen = False
         self._shared = True
         new.prototypes = None if self.prototypes is None else [copy_value(p, new) for p in self.prototypes]
-        attributes: dict[Key, object] = {}
+        # Copied whole, then the descriptions, functions and vectors in it replaced by copies.
+        attributes = dict(self._attributes)
         frozen = self.frozen
         for key, value in self._attributes.items():
-            kind = type(value)
-            if kind is ComponentDescription:
+            if type(value) in _IMMUTABLE:
+                continue
+            if type(value) is ComponentDescription:
                 # copy(), inline: a frozen child is shared, unless this whole tree is being thawed.
-                attributes[key] = value if value.frozen and not frozen else value.thaw(new)  # type: ignore[attr-defined]
-            elif kind is Apply or kind is list:
+                if not value.frozen or frozen:
+                    attributes[key] = value.thaw(new)
+            elif type(value) is Apply or type(value) is list:
                 attributes[key] = copy_value(value, new)
-            else:
-                attributes[key] = value
         new._attributes = attributes
         return new
 

@@ -675,10 +675,11 @@ class Resolver:
     def _subtype(self, cd: ComponentDescription, prototype: ComponentDescription, *, copy: bool) -> None:
         # The prototype's attributes, then cd's own: an override keeps the prototype's position and
         # adds its tags to the prototype's. Built as plain dicts: this runs for every component.
+        attributes = dict(prototype._attributes)
         if copy:
-            attributes = {key: copy_value(value, cd) for key, value in prototype._attributes.items()}
-        else:
-            attributes = dict(prototype._attributes)
+            for key, value in prototype._attributes.items():
+                if type(value) not in _KEPT_AS_IS:
+                    attributes[key] = copy_value(value, cd)
         tags = dict(prototype._tags)
         locations = dict(prototype.locations)
         own_tags = cd._tags
@@ -928,7 +929,7 @@ class Resolver:
 
 
 _MISSING: Final = object()
-# Values finish() keeps in the result as they are (it copies descriptions, functions and vectors).
+# Values that copies share (finish() and extends copy only descriptions, functions and vectors).
 _KEPT_AS_IS: Final = frozenset({str, int, float, bool, type(None), bytes, Long, Double, Reference, type(TBD)})
 
 
