@@ -17,12 +17,14 @@ what it creates with an extended attribute on the file (``user.sd-actors.owner``
 ``user.sd-actors.pool`` on the pool's folder) naming the application and component. A pool or
 volume without that mark, or with another component's, is never deleted.
 
-``LVMStorageBackend`` (a libvirt ``logical`` pool on ``volumeGroup``) refuses to deploy on a
-kernel without device-mapper, which LVM cannot work without.
+``LVMStorageBackend`` keeps each volume as a logical volume of ``volumeGroup`` (a libvirt
+``logical`` pool, given to the VM as the block device /dev/VG/LV); see its docstring for the
+real-LVM path and what the test driver simulates.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import json
@@ -34,11 +36,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Final, TypeVar
 from urllib.parse import urlsplit
 
 import libvirt
@@ -64,6 +67,8 @@ VOLUME_OWNER_ATTRIBUTE: Final = "user.sd-actors.owner"
 """Extended attribute on a volume file: JSON naming the app, component and domain it was made for."""
 POOL_OWNER_ATTRIBUTE: Final = "user.sd-actors.pool"
 """Extended attribute on a pool's folder: JSON naming the component that defined the pool."""
+OWNER_TAG_PREFIX: Final = "sd-actors.owner="
+"""The start of the LVM tag on a logical volume sd-actors made (see :func:`owner_tag`)."""
 
 STORAGE_ATTRIBUTES: Final = (
     "baseImage", "volumeSize", "swapSize", "makeFs", "volumeBaseName", "usingExistingVolumes", "keepVolumes",
@@ -87,6 +92,7 @@ _MKE2FS: Final = re.compile(r"(mkfs\.ext[234]|mke2fs)")
 _TAR_SUFFIXES: Final = (".tar", ".tar.gz", ".tgz")
 _COPY_CHUNK: Final = 1024 * 1024
 _STDERR_TAIL: Final = 600
+_LVM_NAME: Final = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*")
 
 
 class StorageError(DeploymentError):
@@ -153,8 +159,11 @@ class VolumeSettings:
     """The archive's path: saveImagePath/saveImageName.saveImageExtension."""
 
 
-def volume_settings(domain: str, values: Mapping[str, object]) -> VolumeSettings:
+def volume_settings(domain: str, values: Mapping[str, object], *, suffix: str = ".img") -> VolumeSettings:
     """Read the storage attributes of machine ``domain`` (missing ones take :data:`DEFAULTS`).
+
+    The volumes are named ``BASE{suffix}`` and ``BASE-swap{suffix}`` (BASE: volumeBaseName, else
+    the domain's name); a logical volume is no file, so LVM's have no suffix.
 
     :raises StorageError: naming the attribute and what to give instead.
     """
@@ -194,7 +203,7 @@ def volume_settings(domain: str, values: Mapping[str, object]) -> VolumeSettings
         raise StorageError(f"saveImageName is {save_name!r}; give a file name without '/' (the folder is "
                            "saveImagePath)")
     return VolumeSettings(
-        domain=domain, root_name=f"{base}.img", swap_name=f"{base}-swap.img",
+        domain=domain, root_name=f"{base}{suffix}", swap_name=f"{base}-swap{suffix}",
         root_size=parse_size("volumeSize", merged.get("volumeSize")),
         swap_size=parse_size("swapSize", merged.get("swapSize"), zero_allowed=True),
         make_fs=tuple(make_fs), base_image=text("baseImage"), using_existing=flag("usingExistingVolumes"),
@@ -215,7 +224,7 @@ def dir_pool_xml(name: str, path: str) -> str:
 
 def logical_pool_xml(name: str, volume_group: str) -> str:
     """The ``<pool type='logical'>`` document for an existing LVM volume group (its volumes: /dev/VG/LV)."""
-    if not re.fullmatch(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*", volume_group) or volume_group in (".", ".."):
+    if not _LVM_NAME.fullmatch(volume_group) or volume_group in (".", ".."):
         raise StorageError(f"volumeGroup is {volume_group!r}; an LVM volume group name holds only letters, digits "
                            "and + _ . - (and does not start with -)")
     pool = ET.Element("pool", type="logical")
@@ -234,6 +243,20 @@ def volume_xml(name: str, size: int, volume_format: str = "raw") -> str:
     ET.SubElement(volume, "capacity", unit="bytes").text = str(size)
     ET.SubElement(volume, "allocation", unit="bytes").text = "0"
     ET.SubElement(ET.SubElement(volume, "target"), "format", type=volume_format)
+    return ET.tostring(volume, encoding="unicode")
+
+
+def logical_volume_xml(name: str, size: int) -> str:
+    """A logical volume of ``size`` bytes, all of them allocated at once.
+
+    Allocation equal to capacity makes libvirt run a plain ``lvcreate -L``; a smaller one would
+    make it a sparse snapshot volume (``lvcreate --virtualsize``), which fails once its few
+    extents fill up.
+    """
+    volume = ET.Element("volume")
+    ET.SubElement(volume, "name").text = name
+    ET.SubElement(volume, "capacity", unit="bytes").text = str(size)
+    ET.SubElement(volume, "allocation", unit="bytes").text = str(size)
     return ET.tostring(volume, encoding="unicode")
 
 
@@ -270,11 +293,31 @@ def _write_mark(path: str, attribute: str, mark: Mapping[str, object]) -> None:
         raise StorageError(f"cannot mark {path} as sd-actors': {hint}") from error
 
 
+def owner_tag(mark: Mapping[str, object]) -> str:
+    """The LVM tag that marks a logical volume as sd-actors': :data:`OWNER_TAG_PREFIX` and the mark's
+    JSON in URL-safe base64 (LVM tags allow only letters, digits and ``_ + . - / = ! : # &``)."""
+    encoded = base64.urlsafe_b64encode(json.dumps(dict(mark), sort_keys=True).encode()).decode()
+    return OWNER_TAG_PREFIX + encoded.rstrip("=")
+
+
+def read_owner_tag(tags: Iterable[str]) -> dict[str, object] | None:
+    """The mark in the first of ``tags`` that :func:`owner_tag` made; None when there is none."""
+    for tag in tags:
+        if tag.startswith(OWNER_TAG_PREFIX):
+            encoded = tag[len(OWNER_TAG_PREFIX):]
+            try:
+                mark = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+            except ValueError:  # binascii.Error and JSONDecodeError are ValueErrors
+                return None
+            return mark if isinstance(mark, dict) else None
+    return None
+
+
 def _owned_by(mark: Mapping[str, object] | None, owner: Owner) -> bool:
     return mark is not None and (mark.get("app"), mark.get("component")) == (owner.app, owner.component)
 
 
-# -- the loopback backend ----------------------------------------------------------------------------------
+# -- what both backends share ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -293,22 +336,16 @@ class _Held:
     disks: tuple[tuple[str, ...], ...]
 
 
-class LoopbackStorageBackend(Component):
-    """The volumes of machines as files of a libvirt ``dir`` pool (``poolName`` at ``poolPath``).
+class _PoolStorageBackend(Component):
+    """The volumes of machines in one libvirt storage pool: made, filled, handed to VMs, saved, kept or deleted.
 
-    ``deploy`` connects to ``hypervisor`` (default qemu:///system; it must be on this host, since
-    filesystems are made in the volume files) and uses the pool, or defines and starts it (and
-    makes its folder) when it does not exist. With its own ``domainName`` the backend makes that
-    machine's volumes at once, as the 2007 backends did; VMs linked to it with ``storageBackend``
-    ask for theirs with :meth:`volumes_for`. The storage attributes written on the backend
-    (volumeSize, baseImage, keepVolumes, …) are defaults for the machines that use it.
-
-    ``terminate`` releases every machine's volumes still held (:meth:`release_volumes`), then
-    removes the pool if this component defined it and no volume is left in it. ``detach`` (the
-    daemon stops, the application does not) keeps the pool and every volume as they are: a
-    volume's mark says it is still held, so the next deployment of the same component re-attaches
-    to it (and later deletes it by keepVolumes as one it made) instead of refusing it.
+    A backend opens its pool in ``deploy`` and then calls :meth:`_make_own_domain_volumes`; it says
+    how its volumes are described, marked as sd-actors' and what is left of its pool at the end.
     """
+
+    VOLUME_SUFFIX: ClassVar[str] = ".img"
+    VOLUMES_START_ZEROED: ClassVar[bool] = True
+    """A new volume reads as zeros (a sparse file); False: it may still hold an earlier volume's bytes."""
 
     def __init__(self, context: ComponentContext) -> None:
         super().__init__(context)
@@ -316,37 +353,15 @@ class LoopbackStorageBackend(Component):
         self._owner = Owner(app=context.path[0], component=self._where, host=context.host, process=context.process)
         self._uri = DEFAULT_HYPERVISOR
         self._pool_name = DEFAULT_POOL_NAME
-        self._pool_path = DEFAULT_POOL_PATH
         self._format = "raw"
         self._connection: libvirt.virConnect | None = None
         self._pool: libvirt.virStoragePool | None = None
         self._defined_pool = False
-        self._made_folder = False
         self._held: dict[str, _Held] = {}
 
-    # -- lifecycle -------------------------------------------------------------------------------------
-    def deploy(self) -> None:
-        context = self.context
-        self._pool_name = self._text("poolName", DEFAULT_POOL_NAME)
-        self._pool_path = os.path.abspath(self._text("poolPath", DEFAULT_POOL_PATH))
-        self._format = self._text("volumeFormat", "raw")
-        if self._format not in VOLUME_FORMATS:
-            raise StorageError(f"{self._where}: volumeFormat is {self._format!r}; give \"raw\" or \"qcow2\"")
-        if self._format == "qcow2" and shutil.which("qemu-img") is None:
-            raise StorageError(f"{self._where}: qcow2 volumes are written with qemu-img, which is not on this host; "
-                               "install it (Debian: apt-get install qemu-utils) or give volumeFormat \"raw\"")
-        self._uri = self._text("hypervisor", DEFAULT_HYPERVISOR)
-        parts = urlsplit(self._uri)
-        if parts.scheme.split("+")[0] == "test" or parts.hostname not in (None, "", "localhost"):
-            raise StorageError(f"{self._where}: hypervisor {self._uri!r} does not keep its pools in folders of this "
-                               "host, and the volumes' filesystems are made here; give a local URI such as "
-                               "qemu:///system")
-        try:
-            self._connection = hypervisor_connection(self.context, self._uri)
-        except HypervisorError as error:
-            raise StorageError(f"{self._where}: {error}") from error
-        self._pool = self._open_pool()
-        domain = context.attribute("domainName", None)
+    def _make_own_domain_volumes(self) -> None:
+        """With its own ``domainName``, a backend makes that machine's volumes at once, as in 2007."""
+        domain = self.context.attribute("domainName", None)
         if domain is not None:
             if not isinstance(domain, str):
                 raise StorageError(f"{self._where}: domainName is {domain!r}; give the machine's name as a string")
@@ -390,7 +405,7 @@ class LoopbackStorageBackend(Component):
         values = {name: self.context.attribute(name, None) for name in STORAGE_ATTRIBUTES}
         values.update({key: value for key, value in (attributes or {}).items() if key in STORAGE_ATTRIBUTES})
         try:
-            settings = volume_settings(domain, values)
+            settings = volume_settings(domain, values, suffix=self.VOLUME_SUFFIX)
         except StorageError as error:
             raise StorageError(f"{self._where}: volumes of {domain!r}: {error}") from error
         self._check_inputs(settings)
@@ -408,15 +423,14 @@ class LoopbackStorageBackend(Component):
             if swap is None and settings.swap_size:
                 swap = self._create(settings.swap_name, settings.swap_size, settings.domain)
                 made.append(swap)
-                self._through_raw(swap, settings.swap_size, lambda path: self._run(
-                    ["mkswap", path], f"make the swap space of volume {swap.name!r}"))
+                self._make_swap(swap, settings.swap_size)
         except BaseException:
             for volume in reversed(made):
                 self._delete(volume)
             raise
-        disks = [_disk(root.path, f"{target_prefix}a", "root")]
+        disks = [self._disk(root.path, f"{target_prefix}a", "root")]
         if swap is not None:
-            disks.append(_disk(swap.path, f"{target_prefix}b", "swap"))
+            disks.append(self._disk(swap.path, f"{target_prefix}b", "swap"))
         self._held[domain] = _Held(settings=settings, root=root, swap=swap, disks=tuple(disks))
         logger.info("%s: volumes of %r ready: %s", self._where, domain, ", ".join(disk[0] for disk in disks))
         return [list(disk) for disk in disks]
@@ -445,7 +459,7 @@ class LoopbackStorageBackend(Component):
                 logger.info("%s: volume %s kept (keepVolumes %s)", self._where, volume.path, settings.keep)
                 if volume.created:  # no longer held: a later deployment must ask for it (usingExistingVolumes)
                     self._mark_volume(volume, settings.domain, held=False)
-            elif volume.created or _owned_by(read_mark(volume.path, VOLUME_OWNER_ATTRIBUTE), self._owner):
+            elif volume.created or _owned_by(self._volume_mark(volume), self._owner):
                 self._delete(volume)
             else:
                 logger.warning("%s: volume %s was not made by sd-actors for %s: kept although keepVolumes is false",
@@ -479,79 +493,6 @@ class LoopbackStorageBackend(Component):
                         output.add(os.path.join(tree, entry), arcname=entry)
             os.replace(partial, archive)
         logger.info("%s: root filesystem of %s saved to %s", self._where, volume_path, archive)
-
-    # -- the pool ----------------------------------------------------------------------------------------
-    def _open_pool(self) -> libvirt.virStoragePool:
-        connection = self._connection_or_fail()
-        try:
-            pool = connection.storagePoolLookupByName(self._pool_name)
-        except libvirt.libvirtError as error:
-            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
-                raise StorageError(f"{self._where}: cannot look up pool {self._pool_name!r}: {error}") from error
-            return self._define_pool()
-        root = ET.fromstring(pool.XMLDesc(0))  # noqa: S314 (libvirt's own output)
-        kind, path = root.get("type"), root.findtext("target/path")
-        if kind != "dir" or (path is not None and os.path.abspath(path) != self._pool_path):
-            raise StorageError(f"{self._where}: pool {self._pool_name!r} exists as a {kind} pool at {path}, not a dir "
-                               f"pool at {self._pool_path}; give another poolName, or poolPath {path!r} to use it")
-        if not pool.isActive():
-            self._libvirt(lambda: pool.create(0), "start")
-        return pool
-
-    def _define_pool(self) -> libvirt.virStoragePool:
-        connection = self._connection_or_fail()
-        self._made_folder = not os.path.exists(self._pool_path)
-        try:
-            os.makedirs(self._pool_path, mode=0o755, exist_ok=True)
-            if self._made_folder:
-                # makedirs' mode is filtered by the umask; qemu (another user) must reach the volumes.
-                os.chmod(self._pool_path, 0o755)  # noqa: S103 (the pool folder qemu reads, as libvirt makes it)
-        except OSError as error:
-            raise StorageError(f"{self._where}: cannot make poolPath {self._pool_path}: {error}") from error
-        pool = None
-        try:
-            pool = self._libvirt(lambda: connection.storagePoolDefineXML(dir_pool_xml(self._pool_name,
-                                                                                      self._pool_path), 0), "define")
-            self._defined_pool = True
-            _write_mark(self._pool_path, POOL_OWNER_ATTRIBUTE, {
-                "app": self._owner.app, "component": self._owner.component, "host": self._owner.host,
-                "pool": self._pool_name, "madeFolder": self._made_folder})
-            self._libvirt(lambda: pool.create(0), "start")
-        except BaseException:
-            if pool is not None:
-                self._undefine_pool(pool)
-            raise
-        logger.info("%s: defined dir pool %r at %s", self._where, self._pool_name, self._pool_path)
-        return pool
-
-    def _remove_pool_if_ours(self) -> None:
-        if self._pool is None:
-            return
-        pool = self._pool_or_fail()
-        mark = read_mark(self._pool_path, POOL_OWNER_ATTRIBUTE)
-        if not (self._defined_pool or (_owned_by(mark, self._owner) and mark and mark.get("pool") == self._pool_name)):
-            return
-        with contextlib.suppress(libvirt.libvirtError):
-            pool.refresh(0)
-        if pool.numOfVolumes() > 0:
-            logger.info("%s: pool %r kept: it still holds volumes", self._where, self._pool_name)
-            return
-        self._undefine_pool(pool)
-
-    def _undefine_pool(self, pool: libvirt.virStoragePool) -> None:
-        mark = read_mark(self._pool_path, POOL_OWNER_ATTRIBUTE) or {}
-        with contextlib.suppress(libvirt.libvirtError):
-            if pool.isActive():
-                pool.destroy()
-        with contextlib.suppress(libvirt.libvirtError):
-            pool.undefine()
-        with contextlib.suppress(OSError):
-            os.removexattr(self._pool_path, POOL_OWNER_ATTRIBUTE)
-        if self._made_folder or mark.get("madeFolder") is True:
-            with contextlib.suppress(OSError):  # not empty: someone put files there, they stay
-                os.rmdir(self._pool_path)
-        self._defined_pool = False
-        logger.info("%s: removed pool %r", self._where, self._pool_name)
 
     # -- volumes -----------------------------------------------------------------------------------------
     def _check_inputs(self, settings: VolumeSettings) -> None:
@@ -590,17 +531,18 @@ class LoopbackStorageBackend(Component):
             raise StorageError(f"{self._where}: cannot look up volume {name!r} in pool {self._pool_name!r}: "
                                f"{error}") from error
         path = volume.path()
-        mark = read_mark(path, VOLUME_OWNER_ATTRIBUTE)
+        found = _Volume(name=name, path=path, created=False)
+        mark = self._volume_mark(found)
         if _owned_by(mark, self._owner) and mark and mark.get("domain") == settings.domain and mark.get("held"):
             logger.info("%s: re-attached to volume %s, still held by a deployment that outlived its daemon",
                         self._where, path)
-            return _Volume(name=name, path=path, created=True)
+            return replace(found, created=True)
         if not settings.using_existing:
             raise VolumeExists(f"{self._where}: volume {name!r} of {settings.domain!r} already exists in pool "
                                f"{self._pool_name!r} ({path}); set usingExistingVolumes true to use it, or give "
                                "another volumeBaseName, or delete it yourself if it is not needed")
         logger.info("%s: using existing volume %s", self._where, path)
-        return _Volume(name=name, path=path, created=False)
+        return found
 
     def _check_room(self, settings: VolumeSettings, root: bool, swap: bool) -> None:
         pool = self._pool_or_fail()
@@ -610,11 +552,11 @@ class LoopbackStorageBackend(Component):
             raise StorageError(f"{self._where}: the volumes of {settings.domain!r} need {format_size(needed)} "
                                f"(volumeSize {format_size(settings.root_size)}, swapSize "
                                f"{format_size(settings.swap_size)}) but pool {self._pool_name!r} has "
-                               f"{format_size(available)} free; give smaller sizes or free space in {self._pool_path}")
+                               f"{format_size(available)} free; give smaller sizes or {self._room_hint()}")
 
     def _create(self, name: str, size: int, domain: str) -> _Volume:
         pool = self._pool_or_fail()
-        volume = self._libvirt(lambda: pool.createXML(volume_xml(name, size, self._format), 0),
+        volume = self._libvirt(lambda: pool.createXML(self._volume_xml(name, size), 0),
                                f"create volume {name!r} in")
         created = _Volume(name=name, path=volume.path(), created=True)
         try:
@@ -626,7 +568,7 @@ class LoopbackStorageBackend(Component):
 
     def _mark_volume(self, volume: _Volume, domain: str, *, held: bool) -> None:
         """Mark ``volume`` as made by this component for ``domain``; ``held``: a deployment uses it now."""
-        _write_mark(volume.path, VOLUME_OWNER_ATTRIBUTE, {
+        self._set_volume_mark(volume, {
             "app": self._owner.app, "component": self._owner.component, "host": self._owner.host, "domain": domain,
             "held": held})
 
@@ -638,6 +580,7 @@ class LoopbackStorageBackend(Component):
             if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
                 logger.error("%s: cannot delete volume %s: %s", self._where, volume.path, error)
                 return
+        self._volume_deleted(volume)
         logger.info("%s: deleted volume %s", self._where, volume.path)
 
     def _fill_root(self, settings: VolumeSettings, root: _Volume) -> None:
@@ -663,10 +606,14 @@ class LoopbackStorageBackend(Component):
                                    f"volumeSize {format_size(settings.root_size)}; give volumeSize of at least "
                                    f"{format_size(image_size)}")
             if image_format == self._format == "raw":
-                _copy_sparse(image, root.path)
+                _copy_image(image, root.path, skip_zeros=self.VOLUMES_START_ZEROED)
             else:  # -n: into the volume libvirt made (its mark and size stay)
                 self._run(["qemu-img", "convert", "-n", "-f", image_format, "-O", self._format, image, root.path],
                           f"write baseImage {image!r} into volume {root.name!r}")
+
+    def _make_swap(self, swap: _Volume, size: int) -> None:
+        self._through_raw(swap, size, lambda path: self._run(["mkswap", path],
+                                                             f"make the swap space of volume {swap.name!r}"))
 
     def _through_raw(self, volume: _Volume, size: int, make: Callable[[str], object]) -> None:
         """Run ``make`` on the volume's raw bytes: the volume itself, or a raw scratch file written into qcow2."""
@@ -741,6 +688,163 @@ class LoopbackStorageBackend(Component):
             self._pool = self._libvirt(lambda: connection.storagePoolLookupByName(self._pool_name), "find again")
         return self._pool
 
+    # -- what each backend says ---------------------------------------------------------------------
+    def _volume_xml(self, name: str, size: int) -> str:
+        raise NotImplementedError
+
+    def _volume_mark(self, volume: _Volume) -> dict[str, object] | None:
+        """The mark sd-actors left on ``volume``; None when there is none."""
+        raise NotImplementedError
+
+    def _set_volume_mark(self, volume: _Volume, mark: Mapping[str, object]) -> None:
+        raise NotImplementedError
+
+    def _volume_deleted(self, volume: _Volume) -> None:
+        """``volume`` was deleted: forget what was kept about it beside it."""
+
+    def _disk(self, path: str, target: str, kind: str) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _room_hint(self) -> str:
+        raise NotImplementedError
+
+    def _remove_pool_if_ours(self) -> None:
+        raise NotImplementedError
+
+
+class LoopbackStorageBackend(_PoolStorageBackend):
+    """The volumes of machines as files of a libvirt ``dir`` pool (``poolName`` at ``poolPath``).
+
+    ``deploy`` connects to ``hypervisor`` (default qemu:///system; it must be on this host, since
+    filesystems are made in the volume files) and uses the pool, or defines and starts it (and
+    makes its folder) when it does not exist. With its own ``domainName`` the backend makes that
+    machine's volumes at once, as the 2007 backends did; VMs linked to it with ``storageBackend``
+    ask for theirs with :meth:`volumes_for`. The storage attributes written on the backend
+    (volumeSize, baseImage, keepVolumes, …) are defaults for the machines that use it.
+
+    ``terminate`` releases every machine's volumes still held (:meth:`release_volumes`), then
+    removes the pool if this component defined it and no volume is left in it. ``detach`` (the
+    daemon stops, the application does not) keeps the pool and every volume as they are: a
+    volume's mark says it is still held, so the next deployment of the same component re-attaches
+    to it (and later deletes it by keepVolumes as one it made) instead of refusing it.
+    """
+
+    def __init__(self, context: ComponentContext) -> None:
+        super().__init__(context)
+        self._pool_path = DEFAULT_POOL_PATH
+        self._made_folder = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def deploy(self) -> None:
+        self._pool_name = self._text("poolName", DEFAULT_POOL_NAME)
+        self._pool_path = os.path.abspath(self._text("poolPath", DEFAULT_POOL_PATH))
+        self._format = self._text("volumeFormat", "raw")
+        if self._format not in VOLUME_FORMATS:
+            raise StorageError(f"{self._where}: volumeFormat is {self._format!r}; give \"raw\" or \"qcow2\"")
+        if self._format == "qcow2" and shutil.which("qemu-img") is None:
+            raise StorageError(f"{self._where}: qcow2 volumes are written with qemu-img, which is not on this host; "
+                               "install it (Debian: apt-get install qemu-utils) or give volumeFormat \"raw\"")
+        self._uri = self._text("hypervisor", DEFAULT_HYPERVISOR)
+        parts = urlsplit(self._uri)
+        if parts.scheme.split("+")[0] == "test" or parts.hostname not in (None, "", "localhost"):
+            raise StorageError(f"{self._where}: hypervisor {self._uri!r} does not keep its pools in folders of this "
+                               "host, and the volumes' filesystems are made here; give a local URI such as "
+                               "qemu:///system")
+        try:
+            self._connection = hypervisor_connection(self.context, self._uri)
+        except HypervisorError as error:
+            raise StorageError(f"{self._where}: {error}") from error
+        self._pool = self._open_pool()
+        self._make_own_domain_volumes()
+
+    def _volume_xml(self, name: str, size: int) -> str:
+        return volume_xml(name, size, self._format)
+
+    def _volume_mark(self, volume: _Volume) -> dict[str, object] | None:
+        return read_mark(volume.path, VOLUME_OWNER_ATTRIBUTE)
+
+    def _set_volume_mark(self, volume: _Volume, mark: Mapping[str, object]) -> None:
+        _write_mark(volume.path, VOLUME_OWNER_ATTRIBUTE, mark)
+
+    def _disk(self, path: str, target: str, kind: str) -> tuple[str, ...]:
+        return _disk(path, target, kind)
+
+    def _room_hint(self) -> str:
+        return f"free space in {self._pool_path}"
+
+    # -- the pool ----------------------------------------------------------------------------------------
+    def _open_pool(self) -> libvirt.virStoragePool:
+        connection = self._connection_or_fail()
+        try:
+            pool = connection.storagePoolLookupByName(self._pool_name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                raise StorageError(f"{self._where}: cannot look up pool {self._pool_name!r}: {error}") from error
+            return self._define_pool()
+        root = ET.fromstring(pool.XMLDesc(0))  # noqa: S314 (libvirt's own output)
+        kind, path = root.get("type"), root.findtext("target/path")
+        if kind != "dir" or (path is not None and os.path.abspath(path) != self._pool_path):
+            raise StorageError(f"{self._where}: pool {self._pool_name!r} exists as a {kind} pool at {path}, not a dir "
+                               f"pool at {self._pool_path}; give another poolName, or poolPath {path!r} to use it")
+        if not pool.isActive():
+            self._libvirt(lambda: pool.create(0), "start")
+        return pool
+
+    def _define_pool(self) -> libvirt.virStoragePool:
+        connection = self._connection_or_fail()
+        self._made_folder = not os.path.exists(self._pool_path)
+        try:
+            os.makedirs(self._pool_path, mode=0o755, exist_ok=True)
+            if self._made_folder:
+                # makedirs' mode is filtered by the umask; qemu (another user) must reach the volumes.
+                os.chmod(self._pool_path, 0o755)  # noqa: S103 (the pool folder qemu reads, as libvirt makes it)
+        except OSError as error:
+            raise StorageError(f"{self._where}: cannot make poolPath {self._pool_path}: {error}") from error
+        pool = None
+        try:
+            pool = self._libvirt(lambda: connection.storagePoolDefineXML(dir_pool_xml(self._pool_name,
+                                                                                      self._pool_path), 0), "define")
+            self._defined_pool = True
+            _write_mark(self._pool_path, POOL_OWNER_ATTRIBUTE, {
+                "app": self._owner.app, "component": self._owner.component, "host": self._owner.host,
+                "pool": self._pool_name, "madeFolder": self._made_folder})
+            self._libvirt(lambda: pool.create(0), "start")
+        except BaseException:
+            if pool is not None:
+                self._undefine_pool(pool)
+            raise
+        logger.info("%s: defined dir pool %r at %s", self._where, self._pool_name, self._pool_path)
+        return pool
+
+    def _remove_pool_if_ours(self) -> None:
+        if self._pool is None:
+            return
+        pool = self._pool_or_fail()
+        mark = read_mark(self._pool_path, POOL_OWNER_ATTRIBUTE)
+        if not (self._defined_pool or (_owned_by(mark, self._owner) and mark and mark.get("pool") == self._pool_name)):
+            return
+        with contextlib.suppress(libvirt.libvirtError):
+            pool.refresh(0)
+        if pool.numOfVolumes() > 0:
+            logger.info("%s: pool %r kept: it still holds volumes", self._where, self._pool_name)
+            return
+        self._undefine_pool(pool)
+
+    def _undefine_pool(self, pool: libvirt.virStoragePool) -> None:
+        mark = read_mark(self._pool_path, POOL_OWNER_ATTRIBUTE) or {}
+        with contextlib.suppress(libvirt.libvirtError):
+            if pool.isActive():
+                pool.destroy()
+        with contextlib.suppress(libvirt.libvirtError):
+            pool.undefine()
+        with contextlib.suppress(OSError):
+            os.removexattr(self._pool_path, POOL_OWNER_ATTRIBUTE)
+        if self._made_folder or mark.get("madeFolder") is True:
+            with contextlib.suppress(OSError):  # not empty: someone put files there, they stay
+                os.rmdir(self._pool_path)
+        self._defined_pool = False
+        logger.info("%s: removed pool %r", self._where, self._pool_name)
+
 
 def _is_tar(path: str) -> bool:
     return path.endswith(_TAR_SUFFIXES) or tarfile.is_tarfile(path)
@@ -765,12 +869,12 @@ def _quiet(make_fs: tuple[str, ...]) -> list[str]:
     return ["-F", "-q"] if _MKE2FS.fullmatch(os.path.basename(make_fs[0])) else []
 
 
-def _copy_sparse(source: str, target: str) -> None:
-    """Copy an image file into a volume file, skipping runs of zeros (the volume stays sparse)."""
+def _copy_image(source: str, target: str, *, skip_zeros: bool) -> None:
+    """Copy an image file into a volume; ``skip_zeros`` where the volume reads as zeros already (it stays sparse)."""
     zeros = bytes(_COPY_CHUNK)
     with open(source, "rb") as reading, open(target, "r+b") as writing:
         while chunk := reading.read(_COPY_CHUNK):
-            if chunk == zeros[:len(chunk)]:
+            if skip_zeros and chunk == zeros[:len(chunk)]:
                 writing.seek(len(chunk), os.SEEK_CUR)
             else:
                 writing.write(chunk)
@@ -779,24 +883,260 @@ def _copy_sparse(source: str, target: str) -> None:
 # -- the LVM backend -------------------------------------------------------------------------------------
 
 
-class LVMStorageBackend(Component):
+class LVMStorageBackend(_PoolStorageBackend):
     """The volumes of machines as logical volumes of ``volumeGroup`` (a libvirt ``logical`` pool).
 
-    LVM works through the kernel's device-mapper; on a kernel without it the backend refuses to
-    deploy, saying so. (The volume handling on hosts that have device-mapper is not written yet.)
+    ``deploy`` connects to ``hypervisor`` (default qemu:///system) and uses the logical pool over
+    the group (``poolName``, else any logical pool over it, else one it defines and starts, named
+    after the group). The group itself must exist: sd-actors never makes or removes volume groups
+    (a pool it defined is undefined at the end only when no volume is left in it; libvirt then
+    deactivates the group, which holds nothing). Volumes are named ``NAME`` and ``NAME-swap``
+    and given to the VM as block devices (``/dev/VG/NAME``); everything else (storage attributes
+    as defaults for the machines, keepVolumes, usingExistingVolumes, saveImage, detach and
+    re-attach) is as for :class:`LoopbackStorageBackend`.
+
+    On a real host (``qemu:///system``, ``xen:///system``; it must be this host, since filesystems
+    are made here) LVM needs device-mapper in the kernel and the lvm2 tools: libvirt makes a
+    volume with ``lvcreate -L`` (:func:`logical_volume_xml`) and removes it with ``lvremove``;
+    sd-actors runs ``makeFs`` (``-d`` with the unpacked tar baseImage), copies an image baseImage
+    (all its bytes: a new LV may hold an old one's data) or ``qemu-img convert``s a qcow2 one,
+    runs ``mkswap`` and, for saveImage, ``debugfs rdump`` — on /dev/VG/NAME instead of a file.
+    Ownership marks are LVM tags (:func:`owner_tag`), read with ``lvs -o lv_tags`` and written with
+    ``lvchange --deltag/--addtag``; only volumes whose tag names this component are ever deleted.
+    The kernel of the machine sd-actors is developed on has no device-mapper, so this path is
+    written from the tools' documentation and has not run against real volumes.
+
+    On a ``test:///`` hypervisor libvirt simulates the logical pool and its volumes (creation,
+    sizes, free space, deletion; its volume groups are testvg1 and testvg2): no device-mapper is
+    needed, and no bytes exist. So makeFs, baseImage and mkswap are not applied (said once in the
+    log; the VMs get their disks as they are), saveImage is refused, and the LVM tags are kept by
+    sd-actors in this process (:class:`_SimulatedLvTags`), which is as long as the test driver
+    keeps the volumes.
     """
 
+    VOLUME_SUFFIX = ""
+    VOLUMES_START_ZEROED = False
+
+    def __init__(self, context: ComponentContext) -> None:
+        super().__init__(context)
+        self._group = ""
+        self._simulated = False
+        self._told_simulated = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------
     def deploy(self) -> None:
-        where = ":".join(self.context.path)
         group = self.context.attribute("volumeGroup")
         if not isinstance(group, str):
-            raise StorageError(f"{where}: volumeGroup is {group!r}; give the name of an LVM volume group")
-        logical_pool_xml(str(self.context.attribute("poolName", None) or group), group)
-        if not has_device_mapper():
-            raise NoDeviceMapper(f"{where}: LVM needs device-mapper, which this kernel does not have; load it "
-                                 "(modprobe dm_mod) or use LoopbackStorageBackend on this host")
-        raise StorageError(f"{where}: LVMStorageBackend cannot make volumes yet (only its logical pool definition "
-                           "is written); use LoopbackStorageBackend")
+            raise StorageError(f"{self._where}: volumeGroup is {group!r}; give the name of an LVM volume group")
+        pool_name = self.context.attribute("poolName", None)
+        if pool_name is not None and (not isinstance(pool_name, str) or not pool_name):
+            raise StorageError(f"{self._where}: poolName is {pool_name!r}; give a non-empty string, or leave it out "
+                               "to use the volume group's pool")
+        try:
+            logical_pool_xml(pool_name or group, group)  # the group's name is one LVM accepts
+        except StorageError as error:
+            raise StorageError(f"{self._where}: {error}") from error
+        self._group = group
+        self._uri = self._text("hypervisor", DEFAULT_HYPERVISOR)
+        parts = urlsplit(self._uri)
+        self._simulated = parts.scheme.split("+")[0] == "test"
+        if not self._simulated:
+            if parts.hostname not in (None, "", "localhost"):
+                raise StorageError(f"{self._where}: hypervisor {self._uri!r} is another host, and the volumes' "
+                                   "filesystems are made on this one; run the backend there (sfProcessHost) with a "
+                                   "local URI such as qemu:///system")
+            if not has_device_mapper():
+                raise NoDeviceMapper(f"{self._where}: LVM needs device-mapper, which this kernel does not have; load "
+                                     "it (modprobe dm_mod), or use LoopbackStorageBackend on this host (or a test:/// "
+                                     "hypervisor to try the description)")
+            for program in ("lvs", "lvchange"):
+                if shutil.which(program) is None:
+                    raise StorageError(f"{self._where}: {program!r} is not a program on this host; install LVM's "
+                                       "tools (Debian: apt-get install lvm2)")
+        try:
+            self._connection = hypervisor_connection(self.context, self._uri)
+        except HypervisorError as error:
+            raise StorageError(f"{self._where}: {error}") from error
+        self._pool = self._open_pool(pool_name)
+        self._make_own_domain_volumes()
+
+    # -- the pool ----------------------------------------------------------------------------------------
+    def _open_pool(self, pool_name: str | None) -> libvirt.virStoragePool:
+        connection = self._connection_or_fail()
+        self._pool_name = pool_name or self._group
+        pool = self._find_pool(connection, pool_name)
+        if pool is None:
+            self._check_group(connection)
+            pool = self._libvirt(lambda: connection.storagePoolDefineXML(
+                logical_pool_xml(self._pool_name, self._group), 0), "define")
+            self._defined_pool = True
+            try:
+                self._libvirt(lambda: pool.create(0), "start")
+            except BaseException:
+                with contextlib.suppress(libvirt.libvirtError):
+                    pool.undefine()
+                self._defined_pool = False
+                raise
+            logger.info("%s: defined logical pool %r over volume group %r", self._where, self._pool_name, self._group)
+            return pool
+        self._pool_name = pool.name()
+        root = ET.fromstring(self._libvirt(lambda: pool.XMLDesc(0), "read"))  # noqa: S314 (libvirt's own output)
+        kind, source = root.get("type"), root.findtext("source/name")
+        if kind != "logical" or source != self._group:
+            raise StorageError(f"{self._where}: pool {self._pool_name!r} exists as a {kind} pool over {source!r}, not "
+                               f"a logical pool over volume group {self._group!r}; give another poolName")
+        if not pool.isActive():
+            self._libvirt(lambda: pool.create(0), "start")
+        return pool
+
+    def _find_pool(self, connection: libvirt.virConnect, pool_name: str | None) -> libvirt.virStoragePool | None:
+        """The pool named ``pool_name``; without a name, the logical pool over the group, whatever its name."""
+        if pool_name is None:
+            pools = self._libvirt(lambda: connection.listAllStoragePools(
+                libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_LOGICAL), "list the logical pools for")
+            for pool in sorted(pools, key=lambda pool: pool.name() != self._group):  # the group's namesake first
+                source = ET.fromstring(pool.XMLDesc(0)).findtext("source/name")  # noqa: S314 (libvirt's own output)
+                if source == self._group:
+                    return pool
+            return None
+        try:
+            return connection.storagePoolLookupByName(pool_name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                raise StorageError(f"{self._where}: cannot look up pool {pool_name!r}: {error}") from error
+            return None
+
+    def _check_group(self, connection: libvirt.virConnect) -> None:
+        """The volume group exists on the hypervisor's host (libvirt asks LVM: ``vgs``)."""
+        try:
+            sources = connection.findStoragePoolSources("logical", None, 0)
+        except libvirt.libvirtError as error:
+            raise StorageError(f"{self._where}: cannot list the LVM volume groups of {self._uri}: {error}; are LVM's "
+                               "tools installed there (Debian: lvm2)?") from error
+        groups = [name.text or "" for name in ET.fromstring(sources).iterfind("source/name")]  # noqa: S314
+        if self._group not in groups:
+            raise StorageError(f"{self._where}: volumeGroup {self._group!r} is not a volume group of {self._uri} "
+                               f"(it has {', '.join(groups) or 'none'}); give one of those, or make it first "
+                               f"(vgcreate {self._group} DEVICE)")
+
+    def _remove_pool_if_ours(self) -> None:
+        if self._pool is None or not self._defined_pool:
+            return
+        pool = self._pool_or_fail()
+        with contextlib.suppress(libvirt.libvirtError):
+            pool.refresh(0)
+        if pool.numOfVolumes() > 0:
+            logger.info("%s: pool %r kept: its volume group still holds volumes", self._where, self._pool_name)
+            return
+        # Never pool.delete(): for a logical pool that is vgremove.
+        with contextlib.suppress(libvirt.libvirtError):
+            if pool.isActive():
+                pool.destroy()
+        with contextlib.suppress(libvirt.libvirtError):
+            pool.undefine()
+        self._defined_pool = False
+        logger.info("%s: removed pool %r (volume group %r left as it is)", self._where, self._pool_name, self._group)
+
+    # -- volumes -----------------------------------------------------------------------------------------
+    def _check_inputs(self, settings: VolumeSettings) -> None:
+        for name in (settings.root_name, settings.swap_name):
+            if not _LVM_NAME.fullmatch(name) or len(name) > 127:
+                raise StorageError(f"{self._where}: {name!r} of {settings.domain!r} cannot name a logical volume; "
+                                   "give a domainName or volumeBaseName of letters, digits and + _ . - (at most 122)")
+        if not self._simulated:
+            super()._check_inputs(settings)
+        elif settings.save_image:
+            raise StorageError(f"{self._where}: saveImage is true for {settings.domain!r}, but the volumes of "
+                               f"{self._uri} are simulated and hold no files to archive; set saveImage false, or "
+                               "use a real hypervisor")
+
+    def _fill_root(self, settings: VolumeSettings, root: _Volume) -> None:
+        if self._simulated:
+            self._tell_simulated()
+        else:
+            super()._fill_root(settings, root)
+
+    def _make_swap(self, swap: _Volume, size: int) -> None:
+        if self._simulated:
+            self._tell_simulated()
+        else:
+            super()._make_swap(swap, size)
+
+    def _tell_simulated(self) -> None:
+        if not self._told_simulated:
+            self._told_simulated = True
+            logger.warning("%s: %s simulates its logical volumes, which hold no bytes: makeFs, baseImage and mkswap "
+                           "are not applied, the machines get their disks empty", self._where, self._uri)
+
+    def _volume_xml(self, name: str, size: int) -> str:
+        return logical_volume_xml(name, size)
+
+    def _disk(self, path: str, target: str, kind: str) -> tuple[str, ...]:
+        return (path, target, kind)  # raw, never probed: a guest writes what it likes on its block device
+
+    def _room_hint(self) -> str:
+        return f"free extents in volume group {self._group!r}"
+
+    # -- ownership: LVM tags -----------------------------------------------------------------------------
+    def _volume_mark(self, volume: _Volume) -> dict[str, object] | None:
+        try:
+            return read_owner_tag(self._tags(volume))
+        except StorageError as error:
+            logger.warning("%s: %s; volume %s counts as not sd-actors'", self._where, error, volume.path)
+            return None
+
+    def _set_volume_mark(self, volume: _Volume, mark: Mapping[str, object]) -> None:
+        tag = owner_tag(mark)
+        if self._simulated:
+            _SIMULATED_LV_TAGS.set(self._simulated_key(volume), (tag,))
+            return
+        old = [word for old_tag in self._tags(volume) if old_tag.startswith(OWNER_TAG_PREFIX)
+               for word in ("--deltag", old_tag)]
+        self._run(["lvchange", *old, "--addtag", tag, f"{self._group}/{volume.name}"],
+                  f"tag logical volume {volume.path} as sd-actors'")
+
+    def _volume_deleted(self, volume: _Volume) -> None:
+        if self._simulated:
+            _SIMULATED_LV_TAGS.set(self._simulated_key(volume), ())
+
+    def _tags(self, volume: _Volume) -> tuple[str, ...]:
+        if self._simulated:
+            return _SIMULATED_LV_TAGS.get(self._simulated_key(volume))
+        result = self._run(["lvs", "--noheadings", "--options", "lv_tags", f"{self._group}/{volume.name}"],
+                           f"read the tags of logical volume {volume.path}")
+        return tuple(tag for tag in result.stdout.strip().split(",") if tag)
+
+    def _simulated_key(self, volume: _Volume) -> tuple[str, str, str]:
+        return self._uri, self._libvirt(self._pool_or_fail().UUIDString, "read the UUID of"), volume.name
+
+
+class _SimulatedLvTags:
+    """The LVM tags of the test driver's simulated logical volumes, which it has no place for.
+
+    One object per process, on purpose (the exception to "no global mutable state"): the test
+    driver's volumes live as long as its state, and ``test:///default``'s is the process's while
+    any connection is open, so a backend of a second System (a daemon that re-attached) must find
+    the tags the first one wrote. Tags are keyed by the pool's UUID, which the test driver draws
+    anew whenever its state is made again: tags of a state that is gone are never found.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tags: dict[tuple[str, str, str], tuple[str, ...]] = {}
+
+    def get(self, key: tuple[str, str, str]) -> tuple[str, ...]:
+        with self._lock:
+            return self._tags.get(key, ())
+
+    def set(self, key: tuple[str, str, str], tags: tuple[str, ...]) -> None:
+        with self._lock:
+            if tags:
+                self._tags[key] = tags
+            else:
+                self._tags.pop(key, None)
+
+
+_SIMULATED_LV_TAGS: Final = _SimulatedLvTags()
 
 
 @hookimpl
