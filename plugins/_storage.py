@@ -475,7 +475,7 @@ class _PoolStorageBackend(Component):
                                f"(the root volume {volume_path} is kept)")
         with self._scratch("save") as tree, self._scratch("raw") as raw_folder:
             readable = volume_path
-            if _is_qcow2(volume_path):  # debugfs reads raw filesystems only
+            if self._volume_is_qcow2(volume_path):  # debugfs reads raw filesystems only
                 readable = os.path.join(raw_folder, "root.raw")
                 self._run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", volume_path, readable],
                           f"read the qcow2 volume {volume_path} for saveImage")
@@ -704,6 +704,9 @@ class _PoolStorageBackend(Component):
 
     def _disk(self, path: str, target: str, kind: str) -> tuple[str, ...]:
         raise NotImplementedError
+
+    def _volume_is_qcow2(self, path: str) -> bool:
+        return _is_qcow2(path)
 
     def _room_hint(self) -> str:
         raise NotImplementedError
@@ -1073,6 +1076,11 @@ class LVMStorageBackend(_PoolStorageBackend):
 
     def _disk(self, path: str, target: str, kind: str) -> tuple[str, ...]:
         return (path, target, kind)  # raw, never probed: a guest writes what it likes on its block device
+
+    def _volume_is_qcow2(self, path: str) -> bool:
+        # A logical volume is raw: a guest that wrote qcow2's magic there must not make the host follow
+        # a backing file of its choosing when the image is saved.
+        return False
 
     def _room_hint(self) -> str:
         return f"free extents in volume group {self._group!r}"
