@@ -142,6 +142,9 @@ def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     daemon.add_argument("--dead-after", type=float, default=5.0, metavar="S",
                         help="a daemon silent this long is dead; subtrees whose parent's daemon is dead "
                         "terminate (default 5)")
+    daemon.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="also load MODULE as a plugin (repeatable): hooks of your own without packaging "
+                        "them; installed plugins (entry points) are always loaded")
     daemon.add_argument("--insecure", action="store_true",
                         help="no encryption, no authentication: for local experiments only")
     daemon.add_argument("--console", metavar="HOST:PORT",

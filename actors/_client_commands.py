@@ -80,7 +80,8 @@ def run_daemon(arguments: argparse.Namespace, out: TextIO) -> int:
     settings = DaemonSettings(bind=bind, host=host, state_dir=Path(arguments.state_dir),
                               peers=tuple(endpoint_of(p) for p in arguments.peer), hypervisor=arguments.hypervisor,
                               insecure=arguments.insecure, heartbeat_interval=arguments.heartbeat_interval,
-                              suspect_after=arguments.suspect_after, dead_after=arguments.dead_after)
+                              suspect_after=arguments.suspect_after, dead_after=arguments.dead_after,
+                              plugins=tuple(arguments.plugin))
     if arguments.insecure:
         print(insecure_warning(settings.bind), file=sys.stderr)
     stop = threading.Event()

@@ -13,6 +13,8 @@ from sd_actors.descriptions import ComponentDescription, Reference, value_kind
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    import pluggy
+
     from sd_actors.actors._clock import Timer
     from sd_actors.actors._runtime import ComponentRef, Runtime
 
@@ -174,6 +176,12 @@ class ComponentContext:
         recorder = self._runtime.resource_recorder
         if recorder is not None:
             recorder(self.ref, resource)
+
+    @property
+    def hook(self) -> pluggy.HookRelay:
+        """The System's plugin hooks, for a component that asks the plugins a decision
+        (``context.hook.sd_actors_evacuate_to(...)``, …)."""
+        return self._runtime.plugin_manager.hook
 
     def shared(self, key: object, factory: Callable[[], object]) -> object:
         """The one object of this System for ``key`` (e.g. a libvirt connection per hypervisor URI),

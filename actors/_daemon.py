@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 import msgpack
+import pluggy
 
 from sd_actors.actors._component import Component
 from sd_actors.actors._errors import ComponentFailed, DeploymentError
@@ -86,6 +88,7 @@ from sd_actors.net._protocol import (
     WatchApplications,
     WatchEnded,
 )
+from sd_actors.plugins import make_plugin_manager
 from sd_actors.plugins._shell import kill_leftover_groups
 
 logger = logging.getLogger(__name__)
@@ -136,6 +139,8 @@ class DaemonSettings:
     heartbeat_interval: float = 0.5
     suspect_after: float = 1.5
     dead_after: float = 5.0
+    plugins: Sequence[str] = ()
+    """Modules to load as plugins besides those installed (entry points): ``--plugin MODULE``."""
 
 
 class Daemon:
@@ -694,6 +699,19 @@ def _component_status(ref: ComponentRef, host: str) -> ComponentStatus:
                            record=record_info(ref.record))
 
 
+def _plugin_manager(settings: DaemonSettings) -> pluggy.PluginManager:
+    """The installed plugins (entry points) and the modules ``--plugin`` names."""
+    modules = []
+    for name in settings.plugins:
+        try:
+            modules.append(importlib.import_module(name))
+        except Exception as error:  # noqa: BLE001 (whatever the module raises, the daemon does not start)
+            raise DeploymentError(
+                f"--plugin {name}: cannot import it ({type(error).__name__}: {error}); give a module on the "
+                "daemon's Python path (PYTHONPATH), such as mycompany.policies") from None
+    return make_plugin_manager(plugins=modules)
+
+
 @contextmanager
 def open_daemon(settings: DaemonSettings) -> Iterator[Daemon]:
     """Start a daemon (keys, journal, System, node); stop everything on exit.
@@ -716,7 +734,7 @@ def open_daemon(settings: DaemonSettings) -> Iterator[Daemon]:
         # --hypervisor: the libvirt URI of VMs whose description names none.
         properties = {"sd_actors.hypervisor": settings.hypervisor} if settings.hypervisor else {}
         system = stack.enter_context(open_system(host=settings.host, terminate_timeout=settings.terminate_timeout,
-                                                 properties=properties))
+                                                 properties=properties, plugin_manager=_plugin_manager(settings)))
         try:
             daemon = Daemon(settings, system=system, journal=journal, keypair=keypair)
         except OSError as error:

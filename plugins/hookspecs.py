@@ -9,13 +9,14 @@ Two kinds of hooks:
 
 * contributions (every plugin's answer is collected): component types, CLI commands;
 * decisions (``firstresult``: the first plugin that does not return ``None`` decides): what a
-  parent does when a child terminated, which host runs a component a Scheduler places.
+  parent does when a child terminated, which host runs a component a Scheduler places, where an
+  HARestarter moves a part whose host is gone.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 import pluggy
@@ -116,5 +117,28 @@ def sd_actors_place(component: PlacementRequest, hosts: Sequence[HostCapacity], 
     :param policy: the Scheduler's ``policy`` attribute (``"spread"`` unless the description says).
     :returns: one of ``hosts``, or ``None`` to let the next plugin decide (when none decides, the
         deployment fails saying that no plugin knows ``policy``).
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def sd_actors_evacuate_to(restarter: ComponentRef, path: tuple[str, ...], lost_host: str,
+                          candidates: Sequence[str], load: Mapping[str, int]) -> str | None:
+    """Choose where a part of a failed child moves when its host is gone.
+
+    Called by an ``HARestarter`` once the pool granted it a restart, for each part of the child
+    whose host did not answer (a part a ``Schedulee`` placed is placed again by its Scheduler
+    instead, without this hook). The first plugin that returns a host decides; sd-actors' own
+    implementation runs last and picks the candidate that runs the fewest of the HARestarter's
+    children (the first by address on a tie).
+
+    :param restarter: the ``HARestarter`` component.
+    :param path: the complete name of the part that moves.
+    :param lost_host: the daemon (endpoint) the part ran on, which no longer answers.
+    :param candidates: the daemons believed alive that may take it, as endpoints, sorted; never
+        empty.
+    :param load: how many of the HARestarter's running children each daemon runs.
+    :returns: one of ``candidates``, or ``None`` to let the next plugin decide. A host that is not
+        among the candidates is refused (logged) and the default choice is made.
     """
     raise NotImplementedError

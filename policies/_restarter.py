@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
@@ -196,7 +196,7 @@ class HARestarter(Component):
             return
         logger.info("%s:%s: the pool granted generation %d (%s)", ":".join(self.context.path), name,
                     pending.generation, outcome)
-        for host, _, part in self._parts(name):
+        for host, path, part in self._parts(name):
             if host not in pending.unreachable:
                 continue  # its daemon answered: it stays there
             if RESERVATION_ATTRIBUTE in part:
@@ -205,7 +205,7 @@ class HARestarter(Component):
                 part.remove("sfProcessHost")
                 part.remove(RESERVATION_ATTRIBUTE)
             else:
-                part.set("sfProcessHost", self._choose_host(set(pending.unreachable), services))
+                part.set("sfProcessHost", self._choose_host(host, path, set(pending.unreachable), services))
         self._deploy(name, pending)
 
     def _deploy(self, name: str, pending: _Restart) -> None:
@@ -230,13 +230,19 @@ class HARestarter(Component):
             # It failed before this callback ran, and child_terminated took that for old news.
             self._ended(name, child.record, child)
 
-    def _choose_host(self, avoid: set[str], services: HighAvailability) -> str:
-        """The live host, not in ``avoid``, that runs the fewest of this HARestarter's children (by
-        address on a tie)."""
+    def _choose_host(self, lost_host: str, path: tuple[str, ...], avoid: set[str],
+                     services: HighAvailability) -> str:
+        """Where a part whose host is gone moves: the decision hook ``sd_actors_evacuate_to``."""
         live = services.live_hosts()
-        candidates = [host for host in live if host not in avoid] or list(live)
-        load = collections.Counter(self._host_of(ref.description) for ref in self._running.values())
-        return min(candidates, key=lambda host: (load[host], host))
+        candidates = tuple(host for host in live if host not in avoid) or live
+        load = dict(collections.Counter(self._host_of(ref.description) for ref in self._running.values()))
+        chosen = self.context.hook.sd_actors_evacuate_to(restarter=self.context.ref, path=path, lost_host=lost_host,
+                                            candidates=candidates, load=load)
+        if chosen not in candidates:
+            logger.warning("%s: a plugin chose %r to take %s, which is not among %s; choosing the default",
+                           ":".join(self.context.path), chosen, ":".join(path), ", ".join(candidates))
+            chosen = fewest_children(candidates, load)
+        return str(chosen)
 
     def _parts(self, name: str) -> list[tuple[str, tuple[str, ...], ComponentDescription]]:
         """Child ``name`` and each part of it another daemon runs: (daemon endpoint, path, description)
@@ -310,6 +316,17 @@ def _seconds(context: ComponentContext, name: str, default: float, *, positive: 
         raise DeploymentError(f"{':'.join(context.path)}: attribute {name!r} is {value:g} seconds; it must be "
                               f"{wanted}")
     return float(value)
+
+
+def fewest_children(candidates: Sequence[str], load: Mapping[str, int]) -> str:
+    """The candidate that runs the fewest of an HARestarter's children (the first by address on a tie)."""
+    return min(candidates, key=lambda host: (load.get(host, 0), host))
+
+
+@hookimpl(trylast=True)
+def sd_actors_evacuate_to(restarter: ComponentRef, path: tuple[str, ...], lost_host: str,
+                          candidates: Sequence[str], load: Mapping[str, int]) -> str:
+    return fewest_children(candidates, load)
 
 
 @hookimpl

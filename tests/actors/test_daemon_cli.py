@@ -330,6 +330,17 @@ def test_the_first_up_with_no_daemon_running_starts_one_in_the_background_and_sa
 
 
 # ------------------------------------------------------------------------------ security
+def test_a_daemon_told_to_load_a_plugin_it_cannot_import_refuses_to_start_naming_it(
+        user: User, tmp_path: Path) -> None:
+    daemon = user.run("daemon", "--bind", f"tcp://127.0.0.1:{free_port()}", "--state-dir", str(tmp_path / "s"),
+                      "--insecure", "--plugin", "mycompany.no_such_policies")
+
+    assert daemon.returncode == 3
+    assert daemon.stdout == ""  # never announced ready
+    assert "--plugin mycompany.no_such_policies: cannot import it (ModuleNotFoundError" in daemon.stderr
+    assert "PYTHONPATH" in daemon.stderr
+
+
 def test_a_daemon_without_keys_refuses_to_start_and_says_how_to_make_them(user: User, tmp_path: Path) -> None:
     state = tmp_path / "daemon-state"
 

@@ -10,6 +10,7 @@ daemon when the host's link to the others is down, so the cut-off host is watche
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 import signal
@@ -35,6 +36,8 @@ WAIT = 20.0
 TIMINGS = ("--heartbeat-interval", "0.2", "--suspect-after", "0.6", "--dead-after", "1.0")
 """Liveness 0.2 s × 3, and a lease of 1 s (a daemon's lease lasts its --dead-after)."""
 TEST_DRIVER_DOMAIN = "test"
+EVACUATION_PLUGINS = Path(__file__).with_name("plugins")
+"""Plugin modules a test's daemons load with --plugin: evacuate_to_highest.py."""
 """The domain libvirt's test driver starts with: every hypervisor runs it, it is none of ours."""
 
 CHECKER = """
@@ -130,9 +133,10 @@ def _start_daemon(pool: Pool, name: str) -> None:
     host = pool.hosts[name]
     peers = [arg for other in pool.hosts if other.name != name for arg in ("--peer", pool.endpoint(other.name))]
     with (pool.state[name] / "daemon.log").open("w") as log:  # the daemon keeps its own copy of the file
+        plugins = [f"--plugin={path.stem}" for path in sorted(Path(pool.env.get("PYTHONPATH", "/-")).glob("*.py"))]
         process = host.popen([str(SD_ACTORS), "daemon", "--bind", pool.endpoint(name), "--state-dir",
-                              str(pool.state[name]), *TIMINGS, *peers], stdout=subprocess.PIPE, stderr=log,
-                             text=True, env=pool.env)
+                              str(pool.state[name]), *TIMINGS, *peers, *plugins], stdout=subprocess.PIPE,
+                             stderr=log, text=True, env=pool.env)
     assert process.stdout is not None
     line = LineReader(process.stdout).read_line(timeout=WAIT)
     assert "ready" in line, line
@@ -140,9 +144,17 @@ def _start_daemon(pool: Pool, name: str) -> None:
 
 
 @pytest.fixture
-def pool(tmp_path: Path) -> Iterator[Pool]:
+def plugin_folder() -> Path | None:
+    """A folder of plugin modules every daemon may load (``--plugin``); None: none."""
+    return None
+
+
+@pytest.fixture
+def pool(tmp_path: Path, plugin_folder: Path | None) -> Iterator[Pool]:
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"),
            "XDG_STATE_HOME": str(tmp_path / "state")}
+    if plugin_folder is not None:
+        env["PYTHONPATH"] = str(plugin_folder)
     with open_test_hosts(3) as hosts:
         pool = Pool(hosts, env, {host.name: tmp_path / host.name for host in hosts})
         daemon_keys = {name: load_or_create_keypair(folder).public.decode() for name, folder in pool.state.items()}
@@ -375,3 +387,20 @@ def test_when_the_restarters_own_host_is_cut_off_nothing_runs_twice_and_its_vms_
 
     _assert_never_two_copies(pool)
     assert all(s.running == () for s in pool.sightings if s.host in ("h2", "h3") and cut < s.sent < cut + 1.5)
+
+
+
+@pytest.mark.parametrize("plugin_folder", [EVACUATION_PLUGINS], ids=["evacuate_to_highest"])
+def test_hook_sd_actors_evacuate_to_decides_where_the_parts_of_a_dead_host_move(
+        pool: Pool, tmp_path: Path) -> None:
+    _up(pool, _description(pool, tmp_path, VMS))
+    pool.wait_for(lambda latest: latest.get("h2") == ("vm1",) and latest.get("h3") == ("vm2", "vm3"), "deployed")
+
+    pool.hosts["h3"].kill(pool.daemons["h3"], signal.SIGKILL)
+
+    # The default would move vm2 and vm3 to h1, which runs none of the HARestarter's children; the
+    # plugin loaded with --plugin picks the highest address among the live hosts: h2.
+    assert ipaddress.ip_address(pool.hosts["h2"].address) > ipaddress.ip_address(pool.hosts["h1"].address)
+    pool.wait_for(lambda latest: set(latest.get("h2", ())) == {"vm1", "vm2", "vm3"} and not latest.get("h1"),
+                  "vm1, vm2 and vm3 on h2")
+    _assert_never_two_copies(pool)
