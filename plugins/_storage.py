@@ -93,6 +93,7 @@ _TAR_SUFFIXES: Final = (".tar", ".tar.gz", ".tgz")
 _COPY_CHUNK: Final = 1024 * 1024
 _STDERR_TAIL: Final = 600
 _LVM_NAME: Final = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*")
+_LVM_TAG_LIMIT: Final = 1024
 
 
 class StorageError(DeploymentError):
@@ -297,7 +298,11 @@ def owner_tag(mark: Mapping[str, object]) -> str:
     """The LVM tag that marks a logical volume as sd-actors': :data:`OWNER_TAG_PREFIX` and the mark's
     JSON in URL-safe base64 (LVM tags allow only letters, digits and ``_ + . - / = ! : # &``)."""
     encoded = base64.urlsafe_b64encode(json.dumps(dict(mark), sort_keys=True).encode()).decode()
-    return OWNER_TAG_PREFIX + encoded.rstrip("=")
+    tag = OWNER_TAG_PREFIX + encoded.rstrip("=")
+    if len(tag) > _LVM_TAG_LIMIT:
+        raise StorageError(f"the names in {dict(mark)} make an LVM tag of {len(tag)} characters, above LVM's "
+                           f"{_LVM_TAG_LIMIT}; give the application and its components shorter names")
+    return tag
 
 
 def read_owner_tag(tags: Iterable[str]) -> dict[str, object] | None:

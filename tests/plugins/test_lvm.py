@@ -15,6 +15,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Final
 
 import libvirt
@@ -22,9 +23,17 @@ import pytest
 
 from sd_actors.actors import ComponentFailed, ComponentSpec, FakeClock, System, open_system
 from sd_actors.descriptions import parse_string
-from sd_actors.plugins import make_plugin_manager
+from sd_actors.plugins import hypervisor_connection, make_plugin_manager
 from sd_actors.plugins._libvirt_events import open_connection
-from sd_actors.plugins._storage import OWNER_TAG_PREFIX, logical_pool_xml, logical_volume_xml, owner_tag, read_owner_tag
+from sd_actors.plugins._storage import (
+    OWNER_TAG_PREFIX,
+    StorageError,
+    logical_pool_xml,
+    logical_volume_xml,
+    owner_tag,
+    read_owner_tag,
+)
+from tests.plugins.hosts_xml import write_test_host
 
 TEST_DRIVER: Final = "test:///default"
 GROUP: Final = "testvg1"
@@ -90,7 +99,11 @@ def volume_sizes(connection: libvirt.virConnect, pool_name: str) -> dict[str, tu
     except libvirt.libvirtError:
         return {}
     pool.refresh(0)
-    return {volume.name(): tuple(volume.info()[1:]) for volume in pool.listAllVolumes()}  # type: ignore[misc]
+    sizes = {}
+    for volume in pool.listAllVolumes():
+        _kind, capacity, allocation = volume.info()
+        sizes[volume.name()] = (capacity, allocation)
+    return sizes
 
 
 def pool_exists(connection: libvirt.virConnect, name: str) -> bool:
@@ -130,6 +143,12 @@ def test_the_owner_tag_holds_only_characters_lvm_allows_and_reads_back() -> None
     assert read_owner_tag([]) is None
 
 
+def test_an_owner_tag_longer_than_lvm_allows_is_refused_saying_what_to_shorten() -> None:
+    with pytest.raises(StorageError, match=r"make an LVM tag of \d+ characters, above LVM's 1024; give the "
+                                           "application and its components shorter names"):
+        owner_tag({"app": "a" * 800, "component": "a" * 800})
+
+
 # -- the backend on the test driver ------------------------------------------------------------------------
 
 
@@ -162,6 +181,24 @@ def test_on_the_test_driver_filesystems_are_not_made_and_that_is_said_once(
     assert said == [("disks: test:///default simulates its logical volumes, which hold no bytes: makeFs, baseImage "
                      "and mkswap are not applied, the machines get their disks empty")]
     assert set(volume_sizes(test_driver, pool_name)) == {"guest1", "guest1-swap", "guest2", "guest2-swap"}
+
+
+def test_a_simulated_host_of_its_own_keeps_its_machines_logical_volumes(system: System, tmp_path: Path) -> None:
+    host = write_test_host(tmp_path, name="host2", cpus=4, memory_mib=8192)
+
+    system.deploy(parse_string(f"""
+        #include "ch/cern/openlab/smartdomains/components.sf"
+        sfConfig extends Compound {{
+            disks extends LVMStorageBackend {{ volumeGroup "testvg2"; hypervisor "{host}"; swapSize "0"; }}
+            web extends VM {{ domainName "web"; hypervisor "{host}"; storageBackend LAZY ATTRIB disks; }}
+        }}
+    """), name="pool")
+
+    connection = hypervisor_connection(system, host)  # the System's own: each connection to a host file is a host
+    assert "<source dev='/dev/testvg2/web'/>" in connection.lookupByName("web").XMLDesc()
+    assert volume_sizes(connection, "testvg2") == {"web": (1024 * MIB, 1024 * MIB)}  # the 2007 default, 1g
+    system.terminate("pool")
+    assert not pool_exists(connection, "testvg2")  # statuquo: what it made is gone, and the pool it defined
 
 
 def test_save_image_is_refused_on_the_test_driver_as_there_are_no_files_to_save(
