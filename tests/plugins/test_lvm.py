@@ -33,6 +33,7 @@ from sd_actors.plugins._storage import (
     owner_tag,
     read_owner_tag,
 )
+from tests.actors.daemon_helpers import DaemonProcess, User, free_port, running_daemon
 from tests.plugins.hosts_xml import write_test_host
 
 TEST_DRIVER: Final = "test:///default"
@@ -318,3 +319,56 @@ def test_a_detached_vm_and_lvm_backend_keep_domain_and_volumes_and_the_next_syst
 
     assert domain not in {found.name() for found in test_driver.listAllDomains()}
     assert volume_sizes(test_driver, pool_name) == {}  # keepVolumes false: what it made is gone
+
+
+# -- through the CLI and a daemon --------------------------------------------------------------------------
+
+
+LVM_POOL: Final = """
+    #include "ch/cern/openlab/smartdomains/components.sf"
+    sfConfig extends Compound {
+        disks extends LVMStorageBackend { volumeGroup "GROUP"; hypervisor "test:///default"; keepVolumes false; }
+        web1 extends VM { domainName "web1"; hypervisor "test:///default"; storageBackend LAZY ATTRIB disks; }
+    }
+"""
+
+
+@pytest.fixture
+def user(tmp_path: Path) -> User:
+    return User.make(tmp_path / "alice")
+
+
+@pytest.fixture
+def daemon(user: User, tmp_path: Path) -> Iterator[DaemonProcess]:
+    with running_daemon(user, tmp_path / "daemon-state", free_port()) as started:
+        yield started
+
+
+def test_up_and_down_of_a_pool_on_lvm_make_and_remove_its_logical_volumes(
+        user: User, daemon: DaemonProcess, tmp_path: Path) -> None:
+    description = tmp_path / "lvm.sf"
+    description.write_text(LVM_POOL.replace("GROUP", "testvg2"))
+
+    up = user.run("up", str(description), "--host", daemon.host)
+    down = user.run("down", "lvm", "--host", daemon.host)
+
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert re.search(r"^lvm is up: 3 components started in \d+\.\d\d s$", up.stdout, re.MULTILINE), up.stdout
+    assert down.returncode == 0, down.stdout + down.stderr
+    log = daemon.log()
+    assert "lvm:disks: test:///default simulates its logical volumes, which hold no bytes" in log
+    assert "lvm:disks: volumes of 'web1' ready: /dev/testvg2/web1, /dev/testvg2/web1-swap" in log
+    assert "lvm:disks: deleted volume /dev/testvg2/web1\n" in log
+    assert "lvm:disks: removed pool 'testvg2' (volume group 'testvg2' left as it is)" in log
+
+
+def test_up_of_a_pool_on_a_volume_group_the_host_lacks_exits_1_naming_the_groups_it_has(
+        user: User, daemon: DaemonProcess, tmp_path: Path) -> None:
+    description = tmp_path / "lvm.sf"
+    description.write_text(LVM_POOL.replace("GROUP", "vg9"))
+
+    up = user.run("up", str(description), "--host", daemon.host)
+
+    assert up.returncode == 1
+    assert ("volumeGroup 'vg9' is not a volume group of test:///default (it has testvg1, testvg2); give one of "
+            "those, or make it first (vgcreate vg9 DEVICE)") in up.stdout, up.stdout
