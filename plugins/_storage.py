@@ -398,7 +398,7 @@ class _PoolStorageBackend(Component):
 
         :param domain: the machine's libvirt domain name; the volumes are named after it (or after
             ``volumeBaseName``): ``NAME.img`` (root, target ``<prefix>a``) and ``NAME-swap.img``
-            (swap, ``<prefix>b``; none when swapSize is "0").
+            (swap, ``<prefix>b``; none when swapSize is "0"); logical volumes without ``.img``.
         :param attributes: the machine's own storage attributes (see :data:`STORAGE_ATTRIBUTES`);
             missing ones come from this backend's description, then from :data:`DEFAULTS`.
         :param target_prefix: ``vd`` (virtio) or ``xvd`` (Xen).
