@@ -711,7 +711,7 @@ class _PoolStorageBackend(Component):
         raise NotImplementedError
 
     def _volume_is_qcow2(self, path: str) -> bool:
-        return _is_qcow2(path)
+        raise NotImplementedError
 
     def _room_hint(self) -> str:
         raise NotImplementedError
@@ -775,7 +775,12 @@ class LoopbackStorageBackend(_PoolStorageBackend):
         _write_mark(volume.path, VOLUME_OWNER_ATTRIBUTE, mark)
 
     def _disk(self, path: str, target: str, kind: str) -> tuple[str, ...]:
-        return _disk(path, target, kind)
+        # By volumeFormat, never by probing the file: a guest can write qcow2's magic on a raw disk,
+        # and the host would then follow a backing file of the guest's choosing.
+        return (path, target, kind, "qcow2") if self._format == "qcow2" else (path, target, kind)
+
+    def _volume_is_qcow2(self, path: str) -> bool:
+        return self._format == "qcow2"
 
     def _room_hint(self) -> str:
         return f"free space in {self._pool_path}"
@@ -865,11 +870,6 @@ def _is_qcow2(path: str) -> bool:
             return reading.read(len(_QCOW2_MAGIC)) == _QCOW2_MAGIC
     except OSError:
         return False
-
-
-def _disk(path: str, target: str, kind: str) -> tuple[str, ...]:
-    """A VM's disk entry: ``(source, target, kind)``, and the format when it is not raw."""
-    return (path, target, kind, "qcow2") if _is_qcow2(path) else (path, target, kind)
 
 
 def _quiet(make_fs: tuple[str, ...]) -> list[str]:

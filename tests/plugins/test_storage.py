@@ -723,3 +723,16 @@ def test_a_backend_whose_connection_libvirtd_dropped_makes_volumes_through_a_new
     assert volume_names(connection, pool_name) == {"guest2.img"}
     system.terminate("disks")
     assert not pool_exists(connection, pool_name)
+
+
+def test_a_raw_volume_a_guest_wrote_qcow2s_signature_on_is_still_given_as_raw(
+        system: System, connection: libvirt.virConnect, pool: tuple[str, Path]) -> None:
+    ref = system.deploy(backend(pool, domainName="guest1", swapSize="0"), name="disks")
+    _pool_name, folder = pool
+    # What a guest can do to its own disk: a qcow2 header naming a backing file on the host.
+    with open(folder / "guest1.img", "r+b") as disk:
+        disk.write(b"QFI\xfb\x00\x00\x00\x03")
+
+    disks = ref.invoke("volumes_for", "guest1")
+
+    assert disks == [[str(folder / "guest1.img"), "vda", "root"]]  # no "qcow2": the host never follows it
