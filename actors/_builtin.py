@@ -41,6 +41,7 @@ _BUILTIN_MODULES: Final = (
     "sd_actors.plugins._shell",
     "sd_actors.plugins._storage",
     "sd_actors.plugins._vm",
+    "sd_actors.plugins._vm_panel",
     "sd_actors.actors.workflow._plugin",
     "sd_actors.actors.console._plugin",
     "sd_actors.policies._high_availability",

@@ -17,6 +17,7 @@ Hypervisors, for components and policies that need libvirt:
 # _hypervisors (which imports sd_actors.actors) after it, whichever package is imported first.
 from sd_actors.plugins._manager import collect_component_types, make_plugin_manager
 from sd_actors.plugins.hookspecs import hookimpl, hookspec
+from sd_actors.plugins._panels import ComponentView, ConsolePanel, collect_console_panels
 from sd_actors.plugins._hypervisors import (
     HypervisorCapacity,
     HypervisorError,
@@ -26,9 +27,12 @@ from sd_actors.plugins._hypervisors import (
 # isort: on
 
 __all__ = [
+    "ComponentView",
+    "ConsolePanel",
     "HypervisorCapacity",
     "HypervisorError",
     "collect_component_types",
+    "collect_console_panels",
     "hookimpl",
     "hookspec",
     "hypervisor_capacity",

@@ -142,3 +142,26 @@ def sd_actors_evacuate_to(restarter: ComponentRef, path: tuple[str, ...], lost_h
         among the candidates is refused (logged) and the default choice is made.
     """
     raise NotImplementedError
+
+
+if TYPE_CHECKING:  # the panel type belongs to the console that shows it
+    from sd_actors.plugins._panels import ConsolePanel
+
+
+@hookspec
+def sd_actors_console_panels() -> Sequence[ConsolePanel]:
+    """Contribute panels to the web console: boxes under a component's attribute table.
+
+    Called once when a console starts (``sd-actors console``, ``sd-actors daemon --console``,
+    ``DeployManagement``), in the console's process. Each time the page shows a component, every
+    panel's ``applies_to(view)`` is asked and the panels that answer true show the
+    ``rows(view)``, in the order the plugins contributed them. ``view`` is a
+    :class:`sd_actors.plugins.ComponentView`: the component's ``path``, ``component_class``,
+    ``state``, ``host``, ``attributes`` (name → value in SmartFrog notation; ``view.text(name)``
+    without the quotes) and last termination ``record``, as the console read them from the daemon.
+    Both run on a console thread and must not block; one that raises shows its error in its place.
+
+    :returns: a sequence of :class:`sd_actors.plugins.ConsolePanel` (``title``, ``applies_to``,
+        ``rows``), possibly empty; anything else stops the console at start, naming the plugin.
+    """
+    raise NotImplementedError

@@ -125,7 +125,9 @@ def open_daemon_console(daemon: Daemon, bind: str | None, out: TextIO) -> Iterat
                       server_public=keypair.public if keypair is not None else None)
 
     try:
-        with open_console(_settings(bind, ()), connect=connect_to_daemon) as running:
+        # The daemon's own plugins (its --plugin modules too) contribute the panels.
+        with open_console(_settings(bind, ()), connect=connect_to_daemon,
+                          plugin_manager=daemon.system.runtime.plugin_manager) as running:
             _announce(running, f"this daemon ({daemon.endpoint})", out)
             yield running
     except ConsoleError as error:

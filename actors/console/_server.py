@@ -17,18 +17,20 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
+import pluggy
 from aiohttp import web
 
 from sd_actors.actors._client_commands import EXIT_FAILED
 from sd_actors.actors.client import CommandError, request
 from sd_actors.actors.console._access import CSRF_HEADER, AccessPolicy, Handler
+from sd_actors.actors.console._panels import panels_json
 from sd_actors.actors.console._plugin import DEFAULT_CONSOLE_PORT
 from sd_actors.actors.console._templates import APP_NAME, Template, TemplateError, list_templates
 from sd_actors.descriptions import DescriptionError, library_folder, to_sf
@@ -48,6 +50,7 @@ from sd_actors.net._protocol import (
     WatchApplications,
     WatchEnded,
 )
+from sd_actors.plugins import ConsolePanel, collect_console_panels, make_plugin_manager
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +89,12 @@ class ConsoleError(Exception):
 class Console:
     """The aiohttp application of one console. Use :func:`open_console`."""
 
-    def __init__(self, settings: ConsoleSettings, *, connect: Connect, access: AccessPolicy) -> None:
+    def __init__(self, settings: ConsoleSettings, *, connect: Connect, access: AccessPolicy,
+                 panels: Sequence[ConsolePanel] = ()) -> None:
         self.settings = settings
         self.connect = connect
         self.access = access
+        self.panels = tuple(panels)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pages: set[asyncio.Queue[tuple[str, object] | None]] = set()
         self._snapshot: object = None
@@ -153,7 +158,9 @@ class Console:
             return web.json_response({"error": "say which component: ?path=app:component"}, status=400)
         reply = await self._ask_async(GetComponent(path=path))
         assert isinstance(reply, ComponentDetails)
-        return web.json_response(dataclasses.asdict(reply))
+        # On a worker thread: a plugin's panel must not hold up the page's other requests.
+        panels = await asyncio.to_thread(panels_json, self.panels, reply)
+        return web.json_response({**dataclasses.asdict(reply), "panels": panels})
 
     async def templates(self, _: web.Request) -> web.Response:
         templates = await asyncio.to_thread(list_templates, self.settings.templates)
@@ -334,19 +341,27 @@ class RunningConsole:
 
 
 @contextmanager
-def open_console(settings: ConsoleSettings, *, connect: Connect) -> Iterator[RunningConsole]:
+def open_console(settings: ConsoleSettings, *, connect: Connect,
+                 plugin_manager: pluggy.PluginManager | None = None) -> Iterator[RunningConsole]:
     """Serve the console (on a thread of its own) until the block ends.
 
     :param connect: opens a client of the daemon the console shows (a context manager).
-    :raises ConsoleError: the address cannot be listened on, or a template folder does not exist.
+    :param plugin_manager: whose plugins contribute the component panels (default: ``make_plugin_manager()``).
+    :raises ConsoleError: the address cannot be listened on, a template folder does not exist, or a
+        plugin's panels are not panels.
     """
     missing = [str(folder) for folder in settings.templates if not folder.is_dir()]
     if missing:
         raise ConsoleError(f"template folder {', '.join(missing)} does not exist; give folders of .sf files "
                            "with --templates DIR")
+    try:
+        panels = collect_console_panels(plugin_manager or make_plugin_manager())
+    except TypeError as error:
+        raise ConsoleError(f"{error}; fix or uninstall that plugin") from None
     loop = asyncio.new_event_loop()
     started: concurrent.futures.Future[int] = concurrent.futures.Future()
-    console = Console(settings, connect=connect, access=AccessPolicy.for_address(settings.host, settings.port))
+    console = Console(settings, connect=connect, access=AccessPolicy.for_address(settings.host, settings.port),
+                      panels=panels)
     console.loop = loop
     runner = web.AppRunner(console.app, access_log=None, shutdown_timeout=1.0)
 

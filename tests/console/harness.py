@@ -17,7 +17,9 @@ from typing import TypeVar
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -102,6 +104,18 @@ def wait_until(driver: WebDriver, condition: Callable[[WebDriver], _T], what: st
     result: _T = WebDriverWait(driver, PAGE_TIMEOUT, poll_frequency=0.05).until(
         condition, f"the page did not show {what} within {PAGE_TIMEOUT} s")
     return result
+
+
+def click(driver: WebDriver, selector: str) -> None:
+    """Click the element at ``selector`` as a user would, again if the tree was redrawn under the click."""
+    def clicked(driver: WebDriver) -> bool:
+        try:
+            driver.find_element(By.CSS_SELECTOR, selector).click()
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+        return True
+
+    wait_until(driver, clicked, f"something to click at {selector}")
 
 
 def screenshot(driver: WebDriver, name: str) -> Path:

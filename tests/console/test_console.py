@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.actors.daemon_helpers import DaemonProcess, User, free_port, running_daemon
-from tests.console.harness import ConsoleProcess, open_browser, running_console, screenshot, wait_until
+from tests.console.harness import ConsoleProcess, click, open_browser, running_console, screenshot, wait_until
 
 SHOP = """\
 #include "org/smartfrog/components.sf"
@@ -88,18 +87,6 @@ def text(driver: WebDriver, selector: str) -> str:
                                   selector)
     assert isinstance(value, str), f"nothing at {selector}"
     return value
-
-
-def click(driver: WebDriver, selector: str) -> None:
-    """Click the element at ``selector`` as a user would, again if the tree was redrawn under the click."""
-    def clicked(driver: WebDriver) -> bool:
-        try:
-            driver.find_element(By.CSS_SELECTOR, selector).click()
-        except (NoSuchElementException, StaleElementReferenceException):
-            return False
-        return True
-
-    wait_until(driver, clicked, f"something to click at {selector}")
 
 
 def attribute_rows(driver: WebDriver) -> dict[str, list[str]]:

@@ -87,4 +87,4 @@ def test_the_values_given_replace_the_tbds_in_the_resolved_description(folder: P
 def test_the_examples_shipped_with_sd_actors_are_the_default_templates() -> None:
     names = [template.name for template in list_templates(default_template_folders())]
 
-    assert names == ["domain", "mgtConsole", "parallel-pool", "pool", "scheduler"]
+    assert names == ["domain", "mgtConsole", "parallel-pool", "pool", "qemu-pool", "scheduler"]

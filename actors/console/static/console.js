@@ -202,6 +202,7 @@ async function showDetails(path) {
   } else {
     body.append(element("tr", {}, element("td", {colspan: "3", class: "empty"}, problem)));
   }
+  renderPanels(details ? details.panels : []);
   const record = (details && details.status.record) || (status && status.record);
   const recordBox = $("#record");
   recordBox.replaceChildren();
@@ -213,6 +214,23 @@ async function showDetails(path) {
       element("dt", {}, "cause"), element("dd", {}, record.cause || "")));
   } else {
     recordBox.append(element("p", {class: "empty"}, "none"));
+  }
+}
+
+// What plugins add for this kind of component (sd_actors_console_panels), each under its title.
+function renderPanels(panels) {
+  const box = $("#panels");
+  box.replaceChildren();
+  for (const panel of panels) {
+    const section = element("div", {class: "panel", "data-panel": panel.title}, element("h3", {}, panel.title));
+    if (panel.error) {
+      section.append(element("p", {class: "error panel-error"}, `this panel failed: ${panel.error}`));
+    } else {
+      const rows = element("tbody");
+      for (const [label, text] of panel.rows) rows.append(element("tr", {}, element("th", {}, label), element("td", {}, text)));
+      section.append(element("table", {class: "panel-rows"}, rows));
+    }
+    box.append(section);
   }
 }
 
