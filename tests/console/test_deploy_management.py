@@ -22,9 +22,22 @@ sfConfig extends Compound {{
 """
 
 
+# Loaded by the daemon with --plugin only (no entry point): its panel shows in the daemon's own console.
+ROLE_PANEL = """from sd_actors.plugins import ConsolePanel, hookimpl
+
+
+@hookimpl
+def sd_actors_console_panels():
+    return [ConsolePanel("Role", lambda view: "role" in view.attributes, lambda view: [("role", view.text("role"))])]
+"""
+
+
 def api_status(port: int) -> dict[str, object]:
-    url = f"http://127.0.0.1:{port}/api/status"
-    with urllib.request.urlopen(url, timeout=10) as response:
+    return api(port, "status")
+
+
+def api(port: int, query: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/{query}", timeout=10) as response:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
@@ -33,13 +46,18 @@ def test_deploy_management_serves_the_daemons_console_while_it_runs(tmp_path: Pa
     port = free_port()
     description = tmp_path / "mgt.sf"
     description.write_text(MANAGEMENT.format(port=port))
-    with running_daemon(user, tmp_path / "state", free_port()) as daemon:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "role_panel.py").write_text(ROLE_PANEL)
+    user.env["PYTHONPATH"] = str(tmp_path / "site")
+    with running_daemon(user, tmp_path / "state", free_port(), "--plugin", "role_panel") as daemon:
         up = user.run("up", str(description), "--host", daemon.host, "--settle", "0")
         assert up.returncode == 0, up.stdout + up.stderr + daemon.log()
 
         shown = json.dumps(api_status(port))
         assert '"mgt"' in shown
         assert "sd_actors.actors.WebConsole" in shown
+        assert api(port, "component?path=mgt:web")["panels"] == [{"title": "Role", "rows": [["role", "frontend"]],
+                                                                  "error": ""}]
 
         down = user.run("down", "mgt", "--host", daemon.host)
         assert down.returncode == 0, down.stderr
