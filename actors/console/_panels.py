@@ -33,13 +33,13 @@ def panels_json(panels: Sequence[ConsolePanel], details: ComponentDetails) -> li
         try:
             if not panel.applies_to(view):
                 continue
-            rows = [list(row) for row in panel.rows(view)]
-            wrong = [row for row in rows if len(row) != 2 or not all(isinstance(cell, str) for cell in row)]
-            if wrong:
-                raise TypeError(f"rows must be (label, text) pairs of strings, not {wrong[0]!r}")
+            rows = list(panel.rows(view))
+            for row in rows:
+                if not (isinstance(row, tuple | list) and len(row) == 2 and all(isinstance(cell, str) for cell in row)):
+                    raise TypeError(f"rows must be (label, text) pairs of strings, not {row!r}")
         except Exception as error:  # a plugin's error is shown in its panel's place
             logger.warning("console panel %r for %s failed", panel.title, ":".join(view.path), exc_info=True)
             shown.append({"title": panel.title, "rows": [], "error": f"{type(error).__name__}: {error}"})
             continue
-        shown.append({"title": panel.title, "rows": rows, "error": ""})
+        shown.append({"title": panel.title, "rows": [list(row) for row in rows], "error": ""})
     return shown

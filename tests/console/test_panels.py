@@ -18,7 +18,8 @@ import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from sd_actors.actors.console import ConsoleError, ConsoleSettings, open_console
-from sd_actors.plugins import ConsolePanel, hookimpl, make_plugin_manager
+from sd_actors.plugins import ComponentView, ConsolePanel, hookimpl, make_plugin_manager
+from sd_actors.plugins._vm_panel import is_vm, vm_rows
 from tests.actors.daemon_helpers import DaemonProcess, User, free_port, running_daemon
 from tests.console.harness import ConsoleProcess, click, open_browser, running_console, screenshot, wait_until
 
@@ -42,9 +43,18 @@ def unplugged(view):
     raise RuntimeError("the probe is unplugged")
 
 
+def is_shop(view):
+    return view.path == ("shop",)
+
+
+def not_texts(view):
+    return [("children", 2)]
+
+
 @hookimpl
 def sd_actors_console_panels():
-    return [ConsolePanel("Greeting", greets, greeting), ConsolePanel("Probe", is_db, unplugged)]
+    return [ConsolePanel("Greeting", greets, greeting), ConsolePanel("Probe", is_db, unplugged),
+            ConsolePanel("Count", is_shop, not_texts)]
 '''
 
 SHOP = """\
@@ -119,13 +129,15 @@ def test_hook_sd_actors_console_panels_shows_a_plugins_panel_for_the_components_
     assert panels(console, "shop:web") == [
         {"title": "Greeting", "rows": [["says", 'hello "you"'], ["state", "started"],
                                        ["class", "sd_actors.actors.Prim"]], "error": ""}]
-    assert panels(console, "shop") == []
 
 
 def test_hook_sd_actors_console_panels_a_panel_that_raises_shows_its_error_in_its_place(
         console: ConsoleProcess) -> None:
     assert panels(console, "shop:db") == [
         {"title": "Probe", "rows": [], "error": "RuntimeError: the probe is unplugged"}]
+    assert panels(console, "shop") == [
+        {"title": "Count", "rows": [], "error": "TypeError: rows must be (label, text) pairs of strings, not "
+                                                "('children', 2)"}]
 
 
 def test_the_virtual_machine_panel_shows_what_the_vm_asks_of_libvirt(user: User, console: ConsoleProcess) -> None:
@@ -186,3 +198,19 @@ def test_a_plugin_that_contributes_something_else_than_panels_stops_the_console_
 
     assert str(raised.value) == (f"{manager.get_name(plugin)}: sd_actors_console_panels must return a sequence of "
                                  "sd_actors.plugins.ConsolePanel, not ['Greeting']; fix or uninstall that plugin")
+
+
+def test_the_virtual_machine_panel_says_where_what_a_vm_leaves_unset_comes_from() -> None:
+    on_backend = ComponentView(path=("pool", "vm2"), component_class="sd_actors.plugins.XenDomain", state="started",
+                               host="h1", attributes={"domainName": '"vm2"', "storageBackend": "LAZY ATTRIB disks"})
+    with_disks = dataclasses.replace(on_backend, attributes={
+        "domainName": '"vm3"', "disks": '[|[|"/images/vm3.img", "vda", "root"|]|]'})
+
+    assert is_vm(on_backend)
+    assert not is_vm(dataclasses.replace(on_backend, component_class="sd_actors.actors.Prim"))
+    assert dict(vm_rows(on_backend)) == {
+        "domain name": "vm2",
+        "hypervisor": "the daemon's default (sd_actors.hypervisor or SD_ACTORS_HYPERVISOR)",
+        "type": "the hypervisor's default", "memory": "512 MiB", "vcpus": "1", "ip": "not set",
+        "hostname": "not set", "console log": "not set", "storage backend": "LAZY ATTRIB disks"}
+    assert dict(vm_rows(with_disks))["storage backend"] == 'none (disks [|[|"/images/vm3.img", "vda", "root"|]|])'
