@@ -172,7 +172,7 @@ class ComponentDescription:
     """
 
     __slots__ = ("_attributes", "_tags", "parent", "eager", "prototypes", "location", "locations", "state",
-                 "_shared", "frozen")
+                 "_shared", "frozen", "holds_placements")
 
     def __init__(
         self,
@@ -195,6 +195,10 @@ class ComponentDescription:
         # A frozen description holds only literals and is shared instead of copied by ``extends``
         # (static schemas: the same in every component). Unfreeze before changing one.
         self.frozen = False
+        # True when this description, or one inside it, may hold an attribute not placed yet
+        # (``a:b:c value;``): the place phase visits only these. Never reset, so True may be out of
+        # date; False is certain. Kept by set, replace_value, adopt_attributes and thaw.
+        self.holds_placements = False
 
     # -- mapping interface (attribute names only; pending placements are hidden) -------------
     def __getitem__(self, name: str) -> object:
@@ -257,8 +261,12 @@ class ComponentDescription:
         if type(value) is ComponentDescription:
             if not value.frozen:
                 value.parent = self
+            if value.holds_placements:
+                self.mark_placements()
         elif type(value) is Apply:
             value.body.parent = self
+        if type(name) is PlacementSlot:
+            self.mark_placements()
 
     def replace_value(self, name: Key, value: object) -> None:
         """Replace the value only (tags and position stay)."""
@@ -266,8 +274,17 @@ class ComponentDescription:
         if type(value) is ComponentDescription:
             if not value.frozen:
                 value.parent = self
+            if value.holds_placements:
+                self.mark_placements()
         elif type(value) is Apply:
             value.body.parent = self
+
+    def mark_placements(self) -> None:
+        """Note that this description holds an attribute not placed yet (itself or inside)."""
+        node: ComponentDescription | None = self
+        while node is not None:
+            node.holds_placements = True
+            node = node.parent
 
     def values_raw(self) -> list[object]:
         return list(self._attributes.values())
@@ -293,6 +310,8 @@ class ComponentDescription:
             if type(value) is ComponentDescription:
                 if not value.frozen:
                     value.parent = self
+                if value.holds_placements:
+                    self.mark_placements()
             elif type(value) is Apply:
                 value.body.parent = self
 
@@ -380,6 +399,7 @@ class ComponentDescription:
         new.locations = self.locations
         new._shared = True
         new.frozen = False
+        new.holds_placements = self.holds_placements
         self._shared = True
         new.prototypes = None if self.prototypes is None else [copy_value(p, new) for p in self.prototypes]
         # Copied whole, then the descriptions, functions and vectors in it replaced by copies.

@@ -141,6 +141,7 @@ def _resolve(
     resolver = Resolver(root, properties=properties or {}, environment=environment)
     resolver.has_placements = has_placements
     resolver.share_schemas = all(p in DEFAULT_PHASES or p == "print" for p in phases)
+    resolver.placements_marked = resolver.share_schemas
     current = root
     overrides_applied = not overrides
     for phase in phases:

@@ -172,6 +172,9 @@ class Resolver:
         # Literal schemas are shared by every component that extends them, not copied (user phases,
         # which may change any description, turn this off).
         self.share_schemas = True
+        # Descriptions mark where placements wait (holds_placements), so the place phase visits
+        # only those; user phases, which may change descriptions in any way, turn this off.
+        self.placements_marked = True
         self._constructed: dict[int, Apply] = {}
         self._schema_rules: dict[int, _SchemaRule] = {}
         # A shared (frozen) schema's rules, in order, by id(schema body); the body is kept with them
@@ -703,6 +706,8 @@ class Resolver:
             if location is not None:
                 locations[key] = location
         cd.adopt_attributes(attributes, tags, locations)
+        if prototype.holds_placements:
+            cd.mark_placements()  # the prototype's own not-yet-placed attributes are cd's now
 
     def _type_walk(self, reference: Reference, cd: ComponentDescription) -> object:
         # Prototype references may pass through components whose own prototypes are not merged yet.
@@ -744,7 +749,8 @@ class Resolver:
                         self._place_in(value, pending)
                 else:
                     pending.append((cd, key, message))
-            elif type(value) is ComponentDescription and not value.frozen and attributes.get(key) is value:
+            elif type(value) is ComponentDescription and not value.frozen and attributes.get(key) is value and \
+                    (value.holds_placements or not self.placements_marked):
                 progress = self._place_in(value, pending) or progress
         return progress
 
