@@ -7,7 +7,8 @@ policies are registered exactly the same way.
 
 Two kinds of hooks:
 
-* contributions (every plugin's answer is collected): component types, CLI commands;
+* contributions (every plugin's answer is collected): component types, CLI commands, web console
+  panels;
 * decisions (``firstresult``: the first plugin that does not return ``None`` decides): what a
   parent does when a child terminated, which host runs a component a Scheduler places, where an
   HARestarter moves a part whose host is gone.
