@@ -122,16 +122,25 @@ class _SchemaRule:
     optional: bool
     binding: str
     allowed: tuple[str, ...]
-    # Types of values that pass this rule without a closer look (checked once, here).
+    # Types of values that pass this rule without a closer look (checked once, here); _Missing
+    # when the attribute may be absent.
     passing: frozenset[type]
+    # What is wrong with the schema element itself, reported on every holder (nothing passes).
+    problem: str | None = None
 
     @classmethod
     def of(cls, name: str, label: str, optional: bool, binding: str, allowed: tuple[str, ...]) -> _SchemaRule:
         passing: set[type] = {type(TBD)}  # a TBD is reported, with its fix, by the link phase
+        if optional:
+            passing.add(_Missing)
         if binding != "lazy":
             passing.update(kind for kind, name_of_kind in _KIND_OF_TYPE.items()
                            if "anyClass" in allowed or name_of_kind in allowed)
         return cls(name, label, optional, binding, allowed, frozenset(passing))
+
+    @classmethod
+    def broken(cls, problem: str) -> _SchemaRule:
+        return cls("", "", False, "", (), frozenset(), problem)
 
 
 class _StaticAssertion:
@@ -179,7 +188,7 @@ class Resolver:
         self._schema_rules: dict[int, _SchemaRule] = {}
         # A shared (frozen) schema's rules, in order, by id(schema body); the body is kept with them
         # so that its id stays its own. None: it holds other assertions too, checked one by one.
-        self._schemas: dict[int, tuple[ComponentDescription, tuple[_SchemaRule | str, ...] | None]] = {}
+        self._schemas: dict[int, tuple[ComponentDescription, tuple[_SchemaRule, ...] | None]] = {}
         self._frozen_schema = False
         self._in_progress: set[tuple[int, object]] = set()
         self._link_live: set[int] = set()
@@ -474,20 +483,19 @@ class Resolver:
             return Apply("ASSERT", pristine, lazy=True, location=apply.location)
         return _CHECKED
 
-    def _schema_failures(self, holder: ComponentDescription, rules: tuple[_SchemaRule | str, ...]) -> list[str]:
+    def _schema_failures(self, holder: ComponentDescription, rules: tuple[_SchemaRule, ...]) -> list[str]:
         """What ``holder`` breaks of a shared schema's rules (most values pass on their type alone)."""
         failures: list[str] = []
         attributes = holder._attributes
         for rule in rules:
-            if isinstance(rule, str):
-                failures.append(rule)
-            else:
-                raw = attributes.get(rule.name, _MISSING)
-                if type(raw) in rule.passing or (raw is _MISSING and rule.optional):
-                    continue
-                problem = self._apply_rule(holder, rule)
-                if problem:
-                    failures.append(problem)
+            if type(attributes.get(rule.name, _MISSING)) in rule.passing:
+                continue
+            if rule.problem is not None:
+                failures.append(rule.problem)
+                continue
+            problem = self._apply_rule(holder, rule)
+            if problem:
+                failures.append(problem)
         return failures
 
     def _assertion_failures(self, holder: ComponentDescription, body: ComponentDescription, phase: object
@@ -520,18 +528,19 @@ class Resolver:
                 failures.append(f"{name}: evaluates to false")
         return failures
 
-    def _schema_of(self, body: ComponentDescription) -> tuple[_SchemaRule | str, ...] | None:
+    def _schema_of(self, body: ComponentDescription) -> tuple[_SchemaRule, ...] | None:
         """The rules of a shared (frozen) schema, worked out once; None if it holds other assertions."""
         known = self._schemas.get(id(body))
         if known is not None:
             return known[1]
-        rules: list[_SchemaRule | str] | None = []
+        rules: list[_SchemaRule] | None = []
         for name, element in body._attributes.items():
             if not isinstance(name, str) or name in ("sfFunctionClass", "sfAssertionPhase"):
                 continue
             if rules is not None and isinstance(element, Apply) and element.kind == "APPLY" and \
                     _names.canonical_function(element.function) == _names.function("CheckSchemaElement"):
-                rules.append(self._schema_rule(element))
+                rule = self._schema_rule(element)
+                rules.append(_SchemaRule.broken(rule) if isinstance(rule, str) else rule)
             else:
                 rules = None
         result = None if rules is None else tuple(rules)
@@ -934,7 +943,11 @@ class Resolver:
                                   hint="use LAZY to refer to the running component instead of copying it")
 
 
-_MISSING: Final = object()
+class _Missing:
+    """The type of _MISSING, which no attribute value has."""
+
+
+_MISSING: Final = _Missing()
 # Values that copies share (finish() and extends copy only descriptions, functions and vectors).
 _KEPT_AS_IS: Final = frozenset({str, int, float, bool, type(None), bytes, Long, Double, Reference, type(TBD)})
 
