@@ -690,7 +690,10 @@ class Resolver:
         attributes = dict(prototype._attributes)
         if copy:
             for key, value in prototype._attributes.items():
-                if type(value) not in _KEPT_AS_IS:
+                if type(value) is ComponentDescription:
+                    if not value.frozen:  # (a frozen one is shared: copy_value, inline)
+                        attributes[key] = value.thaw(cd)
+                elif type(value) not in _KEPT_AS_IS:
                     attributes[key] = copy_value(value, cd)
         tags = dict(prototype._tags)
         locations = dict(prototype.locations)
@@ -893,14 +896,20 @@ class Resolver:
                 if kind in _PLAIN or type(key) is not str:
                     continue
                 value = attributes.get(key, _MISSING)
-                kind = type(value)
-                if kind is ComponentDescription:
-                    self._link(value)  # type: ignore[arg-type]
-                elif _is_lazy(value):
-                    continue  # stays as it is: resolved at run time
-                elif kind is Apply and value.kind == "ASSERT":  # type: ignore[attr-defined]
-                    assertions.append(key)
-                elif kind is Reference or kind is Apply or value is TBD:
+                # A LAZY link or function stays as it is (resolved at run time); assertions come last.
+                if type(value) is ComponentDescription:
+                    self._link(value)
+                elif type(value) is Reference:
+                    if not value.lazy or value.data:
+                        self._link_attribute(cd, key, value)
+                elif type(value) is Apply:
+                    if value.lazy:
+                        continue
+                    if value.kind == "ASSERT":
+                        assertions.append(key)
+                    else:
+                        self._link_attribute(cd, key, value)
+                elif value is TBD:
                     self._link_attribute(cd, key, value)
             for key in assertions:
                 self._link_attribute(cd, key, cd.raw_get(key))
