@@ -266,11 +266,11 @@ class Resolver:
 
     def _here(self, reference: Reference, index: int, cd: ComponentDescription) -> object:
         name = reference.parts[index].name or ""
-        if name not in cd:
+        if name not in cd._attributes:
             raise _Unresolved(
                 lambda: f"reference {reference.path_text()!r} not found: {display_path(cd)} has no attribute {name!r}",
                 lambda: close_match_hint(name, cd.keys(), otherwise=f"define {name!r} or fix the spelling"))
-        if index > 0 and "sfLocal" in cd.tags(name):
+        if index > 0 and "sfLocal" in cd.raw_tags_mapping().get(name, _NO_TAGS):
             raise _Unresolved(
                 lambda: f"reference {reference.path_text()!r}: attribute {name!r} is tagged sfLocal",
                 "an sfLocal attribute is only visible from inside its own component")
