@@ -31,10 +31,11 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # busybox-static, kmod (depmod -b, modprobe --show-depends) and cpio make the initramfs. About 45 s and
 # 500 MB (mostly the kernel's modules) on a fresh Debian 12.
 # chromium + chromium-driver: tests/console drive the web console in a real headless browser (selenium talks
-# to Debian's chromedriver, so nothing is downloaded at test time).
+# to Debian's chromedriver, so nothing is downloaded at test time). procps: pgrep, which scripts/libvirt.sh
+# (make demo) uses to find a running libvirtd before starting one.
 debian_packages=(libvirt-dev pkg-config gcc python3-dev python3-venv iproute2 libvirt-clients libxml2-utils qemu-utils
                  libvirt-daemon e2fsprogs qemu-system-x86 linux-image-amd64 busybox-static kmod cpio
-                 chromium chromium-driver)
+                 chromium chromium-driver procps)
 
 missing=()
 for package in "${debian_packages[@]}"; do
