@@ -169,13 +169,20 @@ class ComponentContext:
         """True once someone asked for this component's termination: a long call should stop."""
         return self.ref.termination_requested
 
-    def set_resource(self, resource: str | None) -> None:
+    def set_resource(self, resource: str | None, *, durable: bool = True) -> None:
         """Say what this component holds outside the daemon's memory (a process group, a domain's
         UUID), so that a daemon restarted after a crash can find it and never make a second copy.
-        A daemon journals it; an embedding System ignores it."""
+        A daemon journals it; an embedding System ignores it.
+
+        :param durable: True (the default): on disk when this returns — for what only the journal
+            can find again (a process group). False: written a moment later with the journal's
+            notes — for what its owner finds by itself after a crash (a domain carries sd-actors'
+            metadata and is re-attached by name), so a deployment of many does not wait for a
+            disk sync each.
+        """
         recorder = self._runtime.resource_recorder
         if recorder is not None:
-            recorder(self.ref, resource)
+            recorder(self.ref, resource, durable)
 
     @property
     def hook(self) -> pluggy.HookRelay:

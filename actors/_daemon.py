@@ -184,14 +184,17 @@ class Daemon:
             system=system, peers=self.peers, state_dir=settings.state_dir, hypervisor=settings.hypervisor,
             terms=LeaseTerms.for_dead_after(settings.dead_after), is_this_host=self.is_this_host)
 
-    def _record_resource(self, ref: ComponentRef, resource: str | None) -> None:
+    def _record_resource(self, ref: ComponentRef, resource: str | None, durable: bool) -> None:
         """Journal what a component holds outside this process (journal first: before it is relied on)."""
         if not ref.path:
             return
         with contextlib.suppress(DeploymentError):
-            self.journal.record_component(ref.path[0], ref.path, component_class=ref.component_class,
-                                          host=self.settings.host, state=ref.state or State.CREATED,
-                                          resource=resource)
+            if durable:
+                self.journal.record_component(ref.path[0], ref.path, component_class=ref.component_class,
+                                              host=self.settings.host, state=ref.state or State.CREATED,
+                                              resource=resource)
+            else:
+                self.journal.note_resource(ref.path[0], ref.path, resource)
 
     # -- which host runs a component ------------------------------------------------------------------
     def is_this_host(self, host: str) -> bool:

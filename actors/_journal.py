@@ -375,6 +375,18 @@ class Journal:
 
         self._note(write)
 
+    def note_resource(self, app: str, path: tuple[str, ...], resource: str | None) -> None:
+        """Record what a component holds, written a moment later with other notes: for a resource
+        its owner finds again without the journal (see ``ComponentContext.set_resource``)."""
+        encoded = _encode_path(path)
+        updated = self._clock()
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE components SET resource = ?, updated = ? WHERE app = ? AND path = ?",
+                       (resource, updated, app, encoded))
+
+        self._note(write)
+
     def flush(self) -> None:
         """Write every note made so far, now."""
         with self._lock:

@@ -376,7 +376,7 @@ class Runtime:
         self.properties = dict(properties)
         self.bus = EventBus()
         # A daemon sets this: it journals what components hold outside its memory.
-        self.resource_recorder: Callable[[ComponentRef, str | None], None] | None = None
+        self.resource_recorder: Callable[[ComponentRef, str | None, bool], None] | None = None
         # A daemon sets this: it returns the proxy type for a component another host must run.
         self.placement: Callable[[ComponentRef], type[Component] | None] | None = None
         self.liveness = LivenessMonitor(self)

@@ -164,7 +164,8 @@ class VM(Component):
                 os.makedirs(os.path.dirname(spec.console_log), exist_ok=True)
             self._domain = self._libvirt(lambda: self._connection_or_fail().defineXML(xml), "define")
         self._uuid = self._libvirt(self._domain.UUIDString, "read the UUID of")
-        self.context.set_resource(domain_resource(self._uri, self._uuid))  # journal first: before it is relied on
+        # Not a disk sync per VM: after a crash the domain is found by its name and sd-actors' metadata.
+        self.context.set_resource(domain_resource(self._uri, self._uuid), durable=False)
         if self._watching:
             self._watch_events()
 
@@ -200,7 +201,7 @@ class VM(Component):
                     if not self._reconnect():
                         raise
                     self._remove(self._domain_or_fail())
-                self.context.set_resource(None)
+                self.context.set_resource(None, durable=False)
         finally:
             self._connection = self._domain = None  # the System's connection: closed with the System
             if self._backend is not None:  # after the domain is gone: its disks are no longer written

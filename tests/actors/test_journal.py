@@ -731,3 +731,14 @@ def test_a_note_about_an_application_or_component_the_journal_does_not_know_is_d
     record_vm(journal, "vm0")
 
     assert [entry.path for entry in journal.components(APP)] == [(APP, "vm0")]
+
+
+def test_a_noted_resource_is_kept_by_the_state_notes_that_follow(journal: Journal) -> None:
+    deploying(journal)
+    journal.note_component(APP, (APP, "vm0"), component_class="VM", host="host-a", state=State.CREATED)
+    journal.note_resource(APP, (APP, "vm0"), "libvirt:test:///default#1234")
+    journal.note_state(APP, (APP, "vm0"), State.STARTED)
+
+    [vm] = journal.components(APP)
+
+    assert (vm.state, vm.resource) == (State.STARTED, "libvirt:test:///default#1234")

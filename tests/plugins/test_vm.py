@@ -428,7 +428,7 @@ def test_a_detached_vm_leaves_its_domain_running_and_the_next_system_reattaches_
     manager = make_plugin_manager(load_entry_points=False)
     resources: list[str | None] = []
     with open_system(plugin_manager=manager, clock=clock, host="host1") as first:
-        first.runtime.resource_recorder = lambda _ref, resource: resources.append(resource)
+        first.runtime.resource_recorder = lambda _ref, resource, _durable: resources.append(resource)
         first.deploy(vm(name), name="app")
         uuid_before = connection.lookupByName(name).UUIDString()
         first.close(detach=True)
@@ -438,7 +438,7 @@ def test_a_detached_vm_leaves_its_domain_running_and_the_next_system_reattaches_
     assert resources == [f"libvirt:{TEST_HYPERVISOR}#{uuid_before}"]
 
     with open_system(plugin_manager=manager, clock=clock, host="host1") as second:
-        second.runtime.resource_recorder = lambda _ref, resource: resources.append(resource)
+        second.runtime.resource_recorder = lambda _ref, resource, _durable: resources.append(resource)
         second.deploy(vm(name, memory=128), name="app")
 
         again = connection.lookupByName(name)
