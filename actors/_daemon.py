@@ -30,7 +30,7 @@ from sd_actors.actors._component import Component
 from sd_actors.actors._errors import ComponentFailed, DeploymentError
 from sd_actors.actors._events import LifecycleEvent, State
 from sd_actors.actors._journal import ApplicationStatus, DuplicateApplication, Journal, JournalError, open_journal
-from sd_actors.actors._records import TerminationRecord
+from sd_actors.actors._records import DETACHED, TerminationRecord
 from sd_actors.actors._remote import (
     Peers,
     RemoteComponent,
@@ -221,6 +221,15 @@ class Daemon:
                     "notify": staticmethod(lambda child, record: self._tell_parent(link.endpoint, child, record))})
                 parent = self.system.runtime.attach_placeholder(message.path[:-1], notify_type)
                 self._remote_parents[parent_key] = parent
+        for existing in list(parent.children):
+            if existing.name == message.path[-1] and existing.alive:
+                # The parent asks again for a subtree that outlived it (its daemon restarted and
+                # re-deploys): what the old one holds is handed over, not destroyed (VMs re-attach).
+                logger.warning("%s: asked for again by its parent; the running one hands over what it holds",
+                               existing.name_text)
+                self.system.runtime.terminate_component(
+                    existing, TerminationRecord(DETACHED, "its parent asked for it again", existing.path),
+                    notify_parent=False)
         try:
             self.system.runtime.create_child(parent, message.path[-1], config)
         except ComponentFailed as failure:
@@ -285,7 +294,13 @@ class Daemon:
         request.reply(Done())
 
     def _watch_remote_parents(self) -> None:
-        """A subtree whose parent's daemon went silent terminates itself (SmartFrog's child-side liveness)."""
+        """A subtree whose parent's daemon went silent terminates itself (SmartFrog's child-side liveness),
+        unless an HARestarter manages it: what it runs (VMs) must survive the death of the host its
+        application was deployed from. Such a subtree goes on — it still fences itself when this
+        daemon loses the majority — until its parent, back, asks for it again or stops it."""
+        from sd_actors.policies import HA_GENERATION  # policies build on the actors
+
+        orphans_said: set[tuple[str, ...]] = set()
         while not self.stopped.wait(self.peers.interval):
             with self._parents_lock:
                 parents = list(self._remote_parents.items())
@@ -297,7 +312,15 @@ class Daemon:
                         f"the parent's host ({endpoint}) has been unreachable for {link.silent_for():.1f} s",
                         parent.path, "externalReferenceDead")
                     for child in list(parent.children):
+                        if HA_GENERATION in child.description:
+                            if child.path not in orphans_said:
+                                orphans_said.add(child.path)
+                                logger.warning("%s: its parent's host (%s) is unreachable; it keeps running under "
+                                               "its HARestarter's rules", child.name_text, endpoint)
+                            continue
                         self.system.runtime.terminate_component(child, record, notify_parent=False)
+                elif link.silent_for() <= limit:
+                    orphans_said.difference_update(c.path for c in parent.children)
 
     # -- the journal follows every lifecycle change ------------------------------------------------
     def _journal_event(self, event: LifecycleEvent) -> None:

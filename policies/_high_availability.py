@@ -109,11 +109,18 @@ class HighAvailability:
                 self.fence(remaining)
 
     def fence(self, remaining: float) -> list[str]:
-        """Stop every running component that carries ``haGeneration``; return their names."""
+        """Stop every running component that carries ``haGeneration``; return their names.
+
+        Not the stand-ins of parts other daemons run (RemoteComponent): those daemons hold leases
+        of their own, and stopping a stand-in would stop a part that a daemon still in the majority
+        keeps running (a daemon that restarts has no lease until it hears its pool again)."""
+        from sd_actors.actors._remote import RemoteComponent
+
         runtime = self.system.runtime
         with runtime.changed:
             refs = sorted((ref for ref in runtime.components.values()
-                           if ref.alive and HA_GENERATION in ref.description),
+                           if ref.alive and HA_GENERATION in ref.description
+                           and not isinstance(ref.component, RemoteComponent)),
                           key=lambda ref: len(ref.path))
         left = "it has run out" if remaining == -math.inf or remaining <= 0 else f"it runs out in {remaining:.2f} s"
         stopped = []
