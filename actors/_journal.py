@@ -416,15 +416,9 @@ class Journal:
         db = self._connection
         if not notes or db is None:
             return
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _atomically(db):
             for write in notes:
                 write(db)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     # -- applications ----------------------------------------------------------------------------
     def begin_deploy(self, app: str, description_text: str, *, requested_by: str, host: str) -> None:
@@ -690,21 +684,14 @@ class Journal:
     # -- internals -------------------------------------------------------------------------------
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction under the lock. IMMEDIATE for writes, so a writer never has to upgrade
-        a read lock half way (which SQLite can refuse); deferred for reads, for a snapshot."""
+        """One transaction under the lock (see :func:`_atomically`), after the notes made before it."""
         with self._lock:
             db = self._connection
             if db is None:
                 raise JournalError(f"{self.path}: the journal is closed")
             self._write_noted()  # notes made before this call come first, as if written at once
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
+            with _atomically(db, write=write):
                 yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
 
     @staticmethod
     def _status_or_none(db: sqlite3.Connection, app: str) -> ApplicationStatus | None:
@@ -812,6 +799,21 @@ def _decode_path(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
+@contextmanager
+def _atomically(db: sqlite3.Connection, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    """One transaction, committed if the block ends normally, rolled back otherwise. IMMEDIATE for
+    writes, so a writer never has to upgrade a read lock half way (which SQLite can refuse);
+    deferred for reads, for a snapshot."""
+    db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 # -- opening ---------------------------------------------------------------------------------------
 @contextmanager
 def open_journal(state_dir: Path, *, clock: Callable[[], float] = time.time) -> Iterator[Journal]:
@@ -871,16 +873,10 @@ def _check_version(connection: sqlite3.Connection, path: Path) -> int:
 
 
 def _migrate(connection: sqlite3.Connection, path: Path) -> None:
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with _atomically(connection):
         # Checked again inside the write lock: another process may have created or upgraded it.
         found = _check_version(connection, path)
         for version in range(found, SCHEMA_VERSION):
             for statement in _MIGRATIONS[version]:
                 connection.execute(statement)
             connection.execute("UPDATE schema_version SET version = ?", (version + 1,))
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
