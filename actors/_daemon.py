@@ -269,14 +269,17 @@ class Daemon:
                 notice.component_class))
 
     def _tell_parent(self, endpoint: str, child: ComponentRef, record: TerminationRecord) -> None:
-        def send() -> None:
-            try:
-                self.peers.link(endpoint).request(SubtreeTerminated(path=child.path, record=to_info(record)),
-                                                  timeout=10)
-            except (TimeoutError, OSError, ComponentFailed) as error:
-                logger.warning("could not tell %s that %s terminated: %s", endpoint, child.name_text, error)
+        threading.Thread(target=self._send_subtree_terminated, args=(endpoint, child, record, 10.0), daemon=True,
+                         name="sd-actors-notify").start()
 
-        threading.Thread(target=send, daemon=True, name="sd-actors-notify").start()
+    def _send_subtree_terminated(self, endpoint: str, child: ComponentRef, record: TerminationRecord,
+                                 timeout: float) -> None:
+        """Tell the daemon of ``child``'s parent that it ended; if that fails, it learns it from the heartbeats."""
+        try:
+            self.peers.link(endpoint).request(SubtreeTerminated(path=child.path, record=to_info(record)),
+                                              timeout=timeout)
+        except (TimeoutError, OSError, ComponentFailed) as error:
+            logger.warning("could not tell %s that %s terminated: %s", endpoint, child.name_text, error)
 
     def _step_subtree(self, request: Request, message: StepSubtree) -> None:
         ref = self.system.lookup(message.path)
@@ -689,11 +692,7 @@ class Daemon:
             for child in list(parent.children):
                 record = TerminationRecord.abnormal(f"the daemon on {self.settings.host} stopped", child.path)
                 self.system.runtime.terminate_component(child, record, notify_parent=False)
-                try:
-                    self.peers.link(endpoint).request(SubtreeTerminated(path=child.path, record=to_info(record)),
-                                                      timeout=2.0)
-                except (TimeoutError, OSError, ComponentFailed) as error:  # it learns from the heartbeats then
-                    logger.warning("could not tell %s that %s ended: %s", endpoint, child.name_text, error)
+                self._send_subtree_terminated(endpoint, child, record, 2.0)  # before the links close
 
     def close(self) -> None:
         """Stop serving. The journal stops listening first, so it still says the applications run:

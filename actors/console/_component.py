@@ -12,6 +12,7 @@ from sd_actors.actors._component import Prim
 from sd_actors.actors._errors import DeploymentError
 
 if TYPE_CHECKING:
+    from sd_actors.actors._component import ComponentContext
     from sd_actors.actors._daemon import Daemon
     from sd_actors.actors._records import TerminationRecord
 
@@ -28,8 +29,8 @@ class WebConsole(Prim):
     itself show it).
     """
 
-    def __init__(self, *arguments: object, **options: object) -> None:
-        super().__init__(*arguments, **options)  # type: ignore[arg-type]
+    def __init__(self, context: ComponentContext) -> None:
+        super().__init__(context)
         self._serving = contextlib.ExitStack()
 
     def start(self) -> None:
