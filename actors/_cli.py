@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, TextIO
 
 from sd_actors.descriptions import (
@@ -50,11 +49,24 @@ Errors are printed as FILE:LINE:COLUMN: message, with the line and a hint; exit 
 """
 
 
-def _distribution_version() -> str:
-    try:
-        return version("sd-actors")
-    except PackageNotFoundError:
-        return "unknown"
+class _PrintVersion(argparse.Action):
+    """``--version``: the distribution's version, looked up only when asked (importlib.metadata is slow
+    to import, and every command would pay for it)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("sd-actors")
+        except PackageNotFoundError:
+            text = "unknown"
+        print(f"sd-actors {text}")
+        parser.exit()
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -64,8 +76,14 @@ def _key_value(text: str) -> tuple[str, str]:
     return name, value
 
 
-def build_parser(plugin_manager: pluggy.PluginManager | None = None) -> argparse.ArgumentParser:
-    """The command line: sd-actors' commands and those plugins contribute (``sd_actors_cli_commands``)."""
+BUILT_IN_COMMANDS = ("daemon", "down", "hosts", "keys", "ls", "parse", "status", "up")
+"""Commands whose parsing needs no plugin: ``sd-actors up`` does not load every installed plugin first."""
+
+
+def build_parser(plugin_manager: pluggy.PluginManager | None = None, *,
+                 plugin_commands: bool = True) -> argparse.ArgumentParser:
+    """The command line: sd-actors' commands and (with ``plugin_commands``) those plugins contribute
+    (``sd_actors_cli_commands``)."""
     parser = argparse.ArgumentParser(
         prog="sd-actors",
         description="Describe pools of virtual machines (and anything with a lifecycle) in the SmartFrog "
@@ -73,7 +91,7 @@ def build_parser(plugin_manager: pluggy.PluginManager | None = None) -> argparse
         epilog=_MAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"sd-actors {_distribution_version()}")
+    parser.add_argument("--version", action=_PrintVersion, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     parse = commands.add_parser(
@@ -98,10 +116,11 @@ def build_parser(plugin_manager: pluggy.PluginManager | None = None) -> argparse
     output.add_argument("--phases", action="store_true", help="print the tree after every resolution phase")
     parse.set_defaults(run=_run_parse)
     _add_daemon_commands(commands)
-    from sd_actors.plugins import make_plugin_manager
+    if plugin_commands:
+        from sd_actors.plugins import make_plugin_manager
 
-    manager = plugin_manager or make_plugin_manager()
-    manager.hook.sd_actors_cli_commands(commands=commands, client_options=_client_options)
+        manager = plugin_manager or make_plugin_manager()
+        manager.hook.sd_actors_cli_commands(commands=commands, client_options=_client_options)
     return parser
 
 
@@ -274,8 +293,10 @@ def _protect_keys(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None, *, plugin_manager: pluggy.PluginManager | None = None) -> int:
     """Entry point of the ``sd-actors`` console script; returns the exit status."""
-    parser = build_parser(plugin_manager)
-    arguments = parser.parse_args(_protect_keys(list(sys.argv[1:] if argv is None else argv)))
+    tokens = _protect_keys(list(sys.argv[1:] if argv is None else argv))
+    command = next((token for token in tokens if not token.startswith("-")), None)
+    parser = build_parser(plugin_manager, plugin_commands=command not in BUILT_IN_COMMANDS)
+    arguments = parser.parse_args(tokens)
     if arguments.command is None:
         parser.print_help()
         return 0
@@ -298,4 +319,4 @@ def main(argv: Sequence[str] | None = None, *, plugin_manager: pluggy.PluginMana
     return status
 
 
-__all__ = ["build_parser", "format_value", "main"]
+__all__ = ["BUILT_IN_COMMANDS", "build_parser", "format_value", "main"]

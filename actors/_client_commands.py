@@ -49,6 +49,7 @@ from sd_actors.net._protocol import (
     GetStatus,
     HostsReply,
     LifecycleNotice,
+    LifecycleNotices,
     RecordInfo,
     RequestFailed,
     StatusReply,
@@ -289,14 +290,18 @@ def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, 
                 update = answer.update
                 doing = f"updating {name} ({update})" if update else f"deploying {name}"
                 print(f"{doing} on {answer.host} ({client.endpoint})", file=out, flush=True)
-            elif isinstance(answer, LifecycleNotice):
-                count += answer.new == "started"
-                ended += answer.new == "terminated"
-                if answer.new == "started":
-                    all_started = elapsed  # what "up" took to the last start; --settle watched longer
-                extra = f"  {_record_text(answer.record)}" if answer.record and answer.new == "failed" else ""
-                print(f"  {elapsed:6.2f}s  {':'.join(answer.path):40s} {answer.new:11s} {answer.host}{extra}",
-                      file=out, flush=True)
+            elif isinstance(answer, LifecycleNotice | LifecycleNotices):
+                # Several notices a frame (LifecycleNotice alone from an older daemon): one write each.
+                notices = answer.notices if isinstance(answer, LifecycleNotices) else (answer,)
+                lines = []
+                for notice in notices:
+                    count += notice.new == "started"
+                    ended += notice.new == "terminated"
+                    if notice.new == "started":
+                        all_started = elapsed  # what "up" took to the last start; --settle watched longer
+                    lines.append(_progress_line(elapsed, notice))
+                out.write("".join(lines))
+                out.flush()
             elif isinstance(answer, WatchEnded):
                 if answer.state == "started" and update:
                     print(f"{name} is updated: {count} components started, {ended} terminated in {elapsed:.2f} s",
@@ -317,6 +322,11 @@ def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, 
                            f"know your key? If the deployment started, it goes on: sd-actors status {name}"
                            ) from None
     return EXIT_FAILED
+
+
+def _progress_line(elapsed: float, notice: LifecycleNotice) -> str:
+    extra = f"  {_record_text(notice.record)}" if notice.record and notice.new == "failed" else ""
+    return f"  {elapsed:6.2f}s  {':'.join(notice.path):40s} {notice.new:11s} {notice.host}{extra}\n"
 
 
 def _walk(cd: ComponentDescription, path: tuple[str, ...], depth: int = 0

@@ -30,6 +30,7 @@ from sd_actors.actors._component import Component
 from sd_actors.actors._errors import ComponentFailed, DeploymentError
 from sd_actors.actors._events import LifecycleEvent, State
 from sd_actors.actors._journal import ApplicationStatus, DuplicateApplication, Journal, JournalError, open_journal
+from sd_actors.actors._progress import ProgressStream
 from sd_actors.actors._records import DETACHED, TerminationRecord
 from sd_actors.actors._remote import (
     Peers,
@@ -168,6 +169,8 @@ class Daemon:
         self._remote_parents: dict[tuple[str, tuple[str, ...]], ComponentRef] = {}
         # Events to other daemons leave in order, one at a time, never from an actor's thread.
         self._sender = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sd-actors-send")
+        self._forwarding: dict[str, list[LifecycleNotice]] = {}  # events waiting for the sender, by endpoint
+        self._forward_lock = threading.Lock()
         self._parents_lock = threading.Lock()
         system.set_placement(self._placement)
         # Components that serve something of their daemon (DeployManagement's web console) find it here.
@@ -235,6 +238,7 @@ class Daemon:
         except ComponentFailed as failure:
             request.reply(RequestFailed(error=str(failure), record=record_info(failure.record)))
             return
+        self._wait_forwarded()
         request.reply(Done())
 
     def _forward_event(self, event: LifecycleEvent) -> None:
@@ -250,16 +254,31 @@ class Daemon:
                                  time=event.time, host=self.settings.host, component_class=event.component_class,
                                  record=record_info(event.record))
         for endpoint in targets:
-            self._send_async(endpoint, SubtreeEvents(notices=(notice,)))
+            with self._forward_lock:
+                waiting = self._forwarding.setdefault(endpoint, [])
+                waiting.append(notice)
+                if len(waiting) > 1:
+                    continue  # a send is on its way and takes this one too
+            with contextlib.suppress(RuntimeError):  # the daemon is stopping
+                self._sender.submit(self._send_forwarded, endpoint)
 
-    def _send_async(self, endpoint: str, message: object) -> None:
-        def send() -> None:
-            try:
-                self.peers.link(endpoint).request(message, timeout=10)
-            except (TimeoutError, OSError, ComponentFailed) as error:
-                logger.debug("could not send %s to %s: %s", type(message).__name__, endpoint, error)
+    def _send_forwarded(self, endpoint: str) -> None:
+        """Send the events waiting for ``endpoint``: all of them in one request (those that come while
+        it travels go with the next), in order, one request at a time."""
+        with self._forward_lock:
+            notices = tuple(self._forwarding.pop(endpoint, ()))
+        if not notices:
+            return
+        try:
+            self.peers.link(endpoint).request(SubtreeEvents(notices=notices), timeout=10)
+        except (TimeoutError, OSError, ComponentFailed) as error:
+            logger.debug("could not send %d events to %s: %s", len(notices), endpoint, error)
 
-        self._sender.submit(send)
+    def _wait_forwarded(self) -> None:
+        """Wait until the events published so far have gone to the parents' daemons: a step's
+        answer comes after its events, so the parent's watchers see every one before it ends."""
+        with contextlib.suppress(RuntimeError, concurrent.futures.CancelledError, TimeoutError):
+            self._sender.submit(lambda: None).result(timeout=10)
 
     def _republish(self, message: SubtreeEvents) -> None:
         for notice in message.notices:
@@ -294,6 +313,7 @@ class Daemon:
         except ComponentFailed as failure:
             request.reply(RequestFailed(error=str(failure), record=record_info(failure.record)))
             return
+        self._wait_forwarded()
         request.reply(Done())
 
     def _watch_remote_parents(self) -> None:
@@ -425,9 +445,10 @@ class Daemon:
         request.reply(DeployAccepted(app=message.app, host=self.settings.host))
         ended: list[TerminationRecord] = []
         failed = threading.Event()
+        progress = ProgressStream(request.reply)
 
         def follow(event: LifecycleEvent) -> None:
-            self._notify(request, message.app, event)
+            self._notify(progress, message.app, event)
             # The application ended (shared fate brings a failure up to the root unless a policy
             # such as a Supervisor handled it there).
             if event.path == (message.app,) and event.new.is_final:
@@ -443,14 +464,15 @@ class Daemon:
                 record = ended[0]
         finally:
             unsubscribe()
+            progress.close()
         state = "started" if record is None else "terminated" if record.is_normal else "failed"
         request.reply(WatchEnded(app=message.app, state=state, record=record_info(record)))
 
-    def _notify(self, request: Request, app: str, event: LifecycleEvent) -> None:
+    def _notify(self, progress: ProgressStream, app: str, event: LifecycleEvent) -> None:
         if event.path and event.path[0] == app:
-            request.reply(LifecycleNotice(path=event.path, old=event.old.value if event.old else "",
-                                          new=event.new.value, time=event.time, host=event.host,
-                                          component_class=event.component_class, record=record_info(event.record)))
+            progress.add(LifecycleNotice(path=event.path, old=event.old.value if event.old else "",
+                                         new=event.new.value, time=event.time, host=event.host,
+                                         component_class=event.component_class, record=record_info(event.record)))
 
     def _update(self, request: Request, message: DeployApplication, config: ComponentDescription) -> bool:
         """``up`` of a running app: its components take the changes (or it is refused, changing nothing).
@@ -466,16 +488,19 @@ class Daemon:
         self.journal.replace_description(app, message.description)
         request.reply(DeployAccepted(app=app, host=self.settings.host,
                                      update="; ".join(change.text for change in changes)))
-        unsubscribe = self.system.subscribe(lambda event: self._notify(request, app, event))
+        progress = ProgressStream(request.reply)
+        unsubscribe = self.system.subscribe(lambda event: self._notify(progress, app, event))
         try:
             apply_update(targets)
         except ComponentFailed as failure:
             self.journal.replace_description(app, old_text)
+            progress.close()  # the notices before the answer that ends the stream
             request.reply(RequestFailed(error=f"{app} runs as before: the update failed: {failure.record}",
                                         record=record_info(failure.record)))
             return True
         finally:
             unsubscribe()
+            progress.close()
         request.reply(WatchEnded(app=app, state="started"))
         return True
 

@@ -10,9 +10,10 @@ The journal is one SQLite file, ``journal.sqlite3`` in the daemon's state direct
 with ``synchronous=FULL``: a method that returned has reached the disk, and a crash leaves every
 operation either wholly written or not at all (each is one transaction). The exception is notes
 (``note_component``, ``note_state``: the lifecycle changes ``status`` shows, which recovery does
-not rely on): a writer thread commits all that are waiting in one transaction, so a deployment of
-1,000 components costs a few disk syncs, not 3,000; a crash may lose the last moment's notes. One connection serves
-the whole daemon behind a lock, so any thread may call any method.
+not rely on): a writer thread lets them gather for 50 ms and commits them in one transaction, so
+a deployment of 1,000 components costs a few disk syncs, not 3,000; a crash may lose the last
+moment's notes. One connection serves the whole daemon behind a lock, so any thread may call any
+method.
 
 Values are stored as plain columns: states and statuses by their enum value, component paths as
 JSON arrays of names, termination records as their four fields. ``sqlite3 journal.sqlite3`` is
@@ -41,6 +42,10 @@ JOURNAL_FILE_NAME: Final = "journal.sqlite3"
 # How long a write waits for another connection to the same file (``sqlite3`` by hand, a
 # ``status`` reader) before giving up; the daemon itself only ever has one connection.
 _BUSY_TIMEOUT_SECONDS: Final = 10.0
+
+# How long the writer lets notes gather before it commits them together; a crash loses at most
+# this moment's notes (and those being committed).
+_NOTES_GATHER_SECONDS: Final = 0.05
 
 # Each entry upgrades the schema by one version: _MIGRATIONS[0] makes version 1 from an empty
 # file, _MIGRATIONS[1] will make version 2 from version 1, and so on. Statements, not one script,
@@ -397,13 +402,17 @@ class Journal:
             if self._closing:
                 raise JournalError(f"{self.path}: the journal is closed")
             self._notes.append(write)
-            self._notes_changed.notify()
+            if len(self._notes) == 1:  # the writer waits for the first; the others join it
+                self._notes_changed.notify()
 
     def _write_notes(self) -> None:
         while True:
             with self._notes_changed:
                 while not self._notes and not self._closing:
                     self._notes_changed.wait()
+                # A moment's notes in one transaction: one disk sync, not one per few notes.
+                if not self._closing:
+                    self._notes_changed.wait(_NOTES_GATHER_SECONDS)
                 if self._closing:
                     return  # close() writes what is left
             with self._lock:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import socket
 import threading
@@ -74,6 +73,8 @@ class System:
     async def deploy_async(self, description: ComponentDescription | ComponentSpec | str | Path, *, name: str,
                            include_dirs: Sequence[str | Path] = ()) -> ComponentRef:
         """:meth:`deploy` for asyncio code: ``root = await system.deploy_async(spec, name="app")``."""
+        import asyncio  # here: the command line imports this module and never needs asyncio
+
         return await asyncio.wrap_future(self.deploy_nowait(description, name=name, include_dirs=include_dirs))
 
     def _description(self, description: ComponentDescription | ComponentSpec | str | Path,

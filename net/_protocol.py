@@ -1,7 +1,9 @@
 """The messages daemons and the command line exchange (version 1 of the protocol).
 
 Requests are answered with the same request id; ``WatchApplication`` is answered by a stream of
-``LifecycleNotice`` ending with ``WatchEnded``. Every request may be answered by ``RequestFailed``.
+``LifecycleNotice`` ending with ``WatchEnded``; ``DeployApplication`` by ``DeployAccepted``, its
+progress as ``LifecycleNotices`` (several notices a frame) and ``WatchEnded``. Every request may be
+answered by ``RequestFailed``.
 """
 
 from __future__ import annotations
@@ -92,6 +94,15 @@ class LifecycleNotice:
     host: str = ""
     component_class: str = ""
     record: RecordInfo | None = None
+
+
+@wire_message("sd.notices")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LifecycleNotices:
+    """Several notices in one frame, in the order of the events: a deployment's progress is sent a
+    few milliseconds' worth at a time (1,000 VMs make 3,000 notices), not a frame per state change."""
+
+    notices: tuple[LifecycleNotice, ...]
 
 
 @wire_message("sd.watch_ended")
@@ -315,8 +326,8 @@ class InvokeResult:
 
 DAEMON_REQUESTS = (CreateSubtree, StepSubtree, TerminateSubtree, SubtreeTerminated, SubtreeEvents, Heartbeat,
                    TerminateComponentRemotely, InvokeComponent)
-REPLIES = (RequestFailed, DeployAccepted, ApplicationTerminated, LifecycleNotice, WatchEnded, StatusReply, HostsReply,
-           Done, InvokeResult, ComponentDetails, ComponentTerminated)
+REPLIES = (RequestFailed, DeployAccepted, ApplicationTerminated, LifecycleNotice, LifecycleNotices, WatchEnded,
+           StatusReply, HostsReply, Done, InvokeResult, ComponentDetails, ComponentTerminated)
 
 
 # -- capacity and reservations, for placement policies (sd_actors.policies) ---------------------------
