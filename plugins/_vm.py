@@ -21,6 +21,7 @@ from sd_actors.actors import (
 )
 from sd_actors.plugins._domain_xml import Disk, DomainSpec, Owner, default_domain_type, domain_xml, read_owner
 from sd_actors.plugins._hypervisors import HypervisorError, hypervisor_connection, watch_domain_lifecycle
+from sd_actors.plugins._migration import MigrationError, migrate_domain
 from sd_actors.plugins._storage import DEFAULTS, STORAGE_ATTRIBUTES
 from sd_actors.plugins.hookspecs import hookimpl
 
@@ -36,6 +37,8 @@ HYPERVISOR_PROPERTY: Final = "sd_actors.hypervisor"
 """The System property (``open_system(properties=…)``) that gives VMs without ``hypervisor`` their URI."""
 HYPERVISOR_ENVIRONMENT: Final = "SD_ACTORS_HYPERVISOR"
 """The environment variable that does the same when the property is not set."""
+_DEFAULT_HYPERVISOR_KEY: Final = ("sd_actors.plugins.VM", "default hypervisor")
+"""Under this key (``ComponentContext.shared``) a System keeps the URI of VMs that name none."""
 
 DEFAULT_LIVENESS_DELAY_MS: Final = 2000
 DEFAULT_LIVENESS_FACTOR: Final = 3
@@ -190,6 +193,27 @@ class VM(Component):
         self._backend = None
         return True
 
+    def migrate(self, target: str, host: str) -> str:
+        """Move the running domain live to hypervisor ``target`` on ``host`` (a LoadBalancer's move);
+        return its UUID. Afterwards this component holds nothing: its parent detaches it and deploys
+        it on ``host``, where it re-attaches to the domain. On failure the domain still runs here,
+        watched as before, and MigrationError says why."""
+        domain = self._domain_or_fail()
+        self._stop_watching()  # the source copy stops and is undefined on the way: not a failure
+        try:
+            uuid = migrate_domain(domain, self._uri, target, address=_address_of(host),
+                                  owner=Owner(app=self._owner.app, component=self._owner.component, host=host))
+        except MigrationError as error:
+            self._ending = False
+            if self._watching:
+                self._watch_events()
+                self._timer = self.context.call_later(self._liveness_delay, self._poll)
+            raise MigrationError(f"{self._where}: {error}") from error
+        logger.info("%s: domain %r migrated to %s on %s", self._where, self._name, target, host)
+        self.context.set_resource(None, durable=False)
+        self._domain = None
+        return uuid
+
     def terminate(self, record: TerminationRecord) -> None:
         self._stop_watching()
         domain = self._domain
@@ -315,13 +339,19 @@ class VM(Component):
         context = self.context
         uri = context.attribute("hypervisor", None)
         if uri is None:
-            try:
-                uri = context.resolve(f"PROPERTY {HYPERVISOR_PROPERTY}")
-            except LinkError:
-                uri = os.environ.get(HYPERVISOR_ENVIRONMENT) or DEFAULT_HYPERVISOR
+            # The same for every VM of a System: found once (a failed PROPERTY lookup per VM cost more
+            # than defining its domain on the test driver).
+            uri = context.shared(_DEFAULT_HYPERVISOR_KEY, self._default_hypervisor)
         if not isinstance(uri, str) or not uri:
             raise DomainError(f"{self._where}: hypervisor is {uri!r}; give a libvirt URI such as qemu:///system")
         return uri
+
+    def _default_hypervisor(self) -> object:
+        """The System's ``sd_actors.hypervisor`` property, else ``SD_ACTORS_HYPERVISOR``, else the test driver."""
+        try:
+            return self.context.resolve(f"PROPERTY {HYPERVISOR_PROPERTY}")
+        except LinkError:
+            return os.environ.get(HYPERVISOR_ENVIRONMENT) or DEFAULT_HYPERVISOR
 
     def _read_liveness(self) -> None:
         context = self.context
@@ -425,6 +455,11 @@ class VM(Component):
         if self._domain is None:
             raise DomainError(f"{self._where}: domain {self._name!r} is not defined")
         return self._domain
+
+
+def _address_of(host: str) -> str:
+    """The address in an ``sfProcessHost``: ``h2``, ``h2:3800`` and ``tcp://h2:3800`` are all ``h2``."""
+    return urlsplit(host if "://" in host else f"tcp://{host}").hostname or host
 
 
 def _given(attribute: str, value: object) -> bool:

@@ -4,8 +4,10 @@
 compares the live hosts of the Scheduler by ``metric`` (``vmCount``: machines; ``memory``: MiB
 used or reserved). While the most and the least loaded differ by more than ``maxImbalance``, it
 plans to move one of the Schedulee's children from a loaded host to the least loaded one where
-it fits. Only children the Schedulee may move are moved: placed by its Scheduler, ``restartable
-true`` (they are restarted on the other host: live migration is not done) and not ``pinned``.
+it fits. Only children the Schedulee may move are moved: placed by its Scheduler and not ``pinned``.
+A child that is a VM (or holds one VM) migrates live when both hosts' hypervisors can
+(:func:`~sd_actors.plugins._migration.migration_unsupported_reason`); otherwise it is restarted on
+the other host if it says ``restartable true``, else left where it is, saying why.
 ``sd-actors rebalance APP [--dry-run]`` shows the plan and carries it out; with
 ``balanceInterval`` (seconds, 0: never) the balancer also makes one move by itself each interval.
 """
@@ -19,7 +21,10 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 import msgpack
 
-from sd_actors.actors import Component, ComponentFailed, ComponentRef, DeploymentError
+from sd_actors.actors import Component, ComponentFailed, ComponentRef, DeploymentError, LinkError
+from sd_actors.actors._remote import Peers, endpoint_of_host
+from sd_actors.net._protocol import DomainsReply, ListDomains, RequestFailed
+from sd_actors.plugins._migration import migration_unsupported_reason
 from sd_actors.plugins.hookspecs import hookimpl
 from sd_actors.policies._placement import HostCapacity, Limits, PlacementRequest, PolicyError, unfit_reason
 
@@ -28,6 +33,10 @@ if TYPE_CHECKING:
 
 METRICS: Final = ("vmCount", "memory")
 LOAD_BALANCER_CLASS: Final = "sd_actors.policies.LoadBalancer"
+ASK_TIMEOUT: Final = 3.0
+"""Seconds another host's daemon has to say which hypervisor it runs."""
+MIGRATE: Final = "migrate"
+RESTART: Final = "restart"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +47,10 @@ class Move:
     path: str
     source: str
     target: str
+    way: str = RESTART
+    """:data:`MIGRATE` (live) or :data:`RESTART` (terminated, then deployed on the target)."""
+    migrations: tuple[tuple[tuple[str, ...], str], ...] = ()
+    """For a migration: each VM's path below the child and the target's hypervisor URI."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +59,9 @@ class Movable:
     path: str
     host: str
     request: PlacementRequest
+    restartable: bool = True
+    vms: tuple[tuple[tuple[str, ...], str], ...] = ()
+    """The VMs of its subtree: path below the child, and their own ``hypervisor`` ("" if none)."""
 
 
 def plan_moves(hosts: Mapping[str, HostCapacity], movable: list[Movable], *, metric: str, max_imbalance: int,
@@ -90,7 +106,7 @@ def plan_moves(hosts: Mapping[str, HostCapacity], movable: list[Movable], *, met
 
 
 class LoadBalancer(Component):
-    """Evens out the load of a Schedulee's hosts by restarting its movable children elsewhere."""
+    """Evens out the load of a Schedulee's hosts by migrating or restarting its movable children elsewhere."""
 
     def create(self) -> None:
         context = self.context
@@ -135,9 +151,11 @@ class LoadBalancer(Component):
         listed = schedulee.invoke("movable")
         assert isinstance(listed, list)
         movable = [Movable(name=m["name"], path=m["path"], host=m["host"],
-                           request=PlacementRequest(name=m["path"], memory_mib=m["memory_mib"], vcpus=m["vcpus"]))
+                           request=PlacementRequest(name=m["path"], memory_mib=m["memory_mib"], vcpus=m["vcpus"]),
+                           restartable=m.get("restartable", True) is True,
+                           vms=tuple((tuple(path), str(uri)) for path, uri in m.get("vms", ())))
                    for m in listed if m["host"] in hosts]
-        moves = plan_moves(hosts, movable, metric=self.metric, max_imbalance=self.max_imbalance, limits=limits)
+        moves, left = self._plan(hosts, movable, limits)
         if limit:
             moves = moves[:limit]
         done: list[str] = []
@@ -145,7 +163,8 @@ class LoadBalancer(Component):
         if not dry_run:
             for move in moves:  # one at a time: each is up on its new host before the next begins
                 try:
-                    schedulee.invoke("move", move.name, move.target)
+                    schedulee.invoke("move", move.name, move.target,
+                                     [[list(path), uri] for path, uri in move.migrations])
                 except (ComponentFailed, DeploymentError) as failure:
                     error = f"moving {move.path} to {move.target} failed: {failure}"
                     break
@@ -153,7 +172,67 @@ class LoadBalancer(Component):
         loads = {host: (c.vms if self.metric == "vmCount" else c.used_memory_mib) for host, c in hosts.items()}
         return {"balancer": self.context.ref.name_text, "metric": self.metric, "max_imbalance": self.max_imbalance,
                 "loads": loads, "unavailable": {str(h["host"]): h["problem"] for h in survey["hosts"] if h["problem"]},
-                "moves": [[m.path, m.source, m.target] for m in moves], "done": done, "error": error}
+                "moves": [[m.path, m.source, m.target, m.way] for m in moves], "left": left, "done": done,
+                "error": error}
+
+    def _plan(self, hosts: Mapping[str, HostCapacity], movable: list[Movable], limits: Limits
+              ) -> tuple[list[Move], dict[str, str]]:
+        """The moves, each with its way; a component that can neither migrate nor restart is left out
+        (with the reason) and the plan made again without it."""
+        hypervisors: dict[str, str] = {}
+        left: dict[str, str] = {}
+        while True:
+            moves = plan_moves(hosts, movable, metric=self.metric, max_imbalance=self.max_imbalance, limits=limits)
+            ways = {move.path: self._way(move, next(m for m in movable if m.path == move.path), hypervisors)
+                    for move in moves}
+            stuck = [path for path, way in ways.items() if isinstance(way, str)]
+            if not stuck:
+                return [_with_way(move, ways[move.path]) for move in moves], left
+            for path in stuck:
+                left[path] = str(ways[path])
+            movable = [m for m in movable if m.path not in stuck]
+
+    def _way(self, move: Move, component: Movable, hypervisors: dict[str, str]
+             ) -> tuple[str, tuple[tuple[tuple[str, ...], str], ...]] | str:
+        """How ``component`` gets to ``move.target``: (way, migrations), or why it cannot."""
+        if len(component.vms) == 1:
+            (path, own_uri), = component.vms
+            source = own_uri or self._hypervisor_of(move.source, hypervisors)
+            target = own_uri or self._hypervisor_of(move.target, hypervisors)
+            unknown = [uri for uri in (source, target) if "://" not in uri]  # why a daemon did not say
+            why = unknown[0] if unknown else migration_unsupported_reason(source, target)
+            if why is None:
+                return MIGRATE, ((path, target),)
+        else:
+            why = f"it holds {len(component.vms)} VMs (a live migration moves a child with one)"
+        if component.restartable:
+            return RESTART, ()
+        return f"it cannot migrate live ({why}) and is not restartable true"
+
+    def _hypervisor_of(self, host: str, known: dict[str, str]) -> str:
+        """The libvirt URI of ``host``'s daemon (its ``--hypervisor``), or why it is not known, as text."""
+        if host in known:
+            return known[host]
+        peers = self.context.shared(Peers, lambda: None)
+        if not isinstance(peers, Peers) or host in (self.context.host, "localhost", "127.0.0.1") or \
+                endpoint_of_host(host) == peers.own_endpoint:
+            from sd_actors.plugins._vm import DEFAULT_HYPERVISOR, HYPERVISOR_ENVIRONMENT, HYPERVISOR_PROPERTY
+
+            try:
+                uri = str(self.context.resolve(f"PROPERTY {HYPERVISOR_PROPERTY}"))
+            except LinkError:
+                import os
+
+                uri = os.environ.get(HYPERVISOR_ENVIRONMENT) or DEFAULT_HYPERVISOR
+        else:
+            try:
+                reply = peers.link(endpoint_of_host(host)).request(ListDomains(), timeout=ASK_TIMEOUT)
+            except (TimeoutError, OSError, ComponentFailed) as error:
+                reply = RequestFailed(error=f"{type(error).__name__}: {error}")
+            uri = reply.hypervisor if isinstance(reply, DomainsReply) else \
+                f"unknown (the daemon of {host} did not say which hypervisor it runs: {reply})"
+        known[host] = uri
+        return uri
 
     def _schedulee(self) -> ComponentRef:
         schedulee = self.context.attribute("schedulee")
@@ -161,6 +240,12 @@ class LoadBalancer(Component):
             raise PolicyError(f"{self.context.ref.name_text}: schedulee is {schedulee!r}; give a LAZY link to the "
                               "Schedulee whose children it balances, e.g. schedulee LAZY ATTRIB vms;")
         return schedulee
+
+
+def _with_way(move: Move, way: tuple[str, tuple[tuple[tuple[str, ...], str], ...]] | str) -> Move:
+    assert not isinstance(way, str)
+    return Move(name=move.name, path=move.path, source=move.source, target=move.target, way=way[0],
+                migrations=way[1])
 
 
 # -- sd-actors rebalance APP [--dry-run] -----------------------------------------------------------------
@@ -199,13 +284,23 @@ def _print_result(result: dict[str, object], dry_run: bool, out: TextIO) -> None
         print(f"  {host} left out: {problem}", file=out)
     moves = result["moves"]
     assert isinstance(moves, list)
-    if not moves:
+    if not moves and not result.get("left"):
         print("  balanced: nothing to move", file=out)
     done = result["done"]
     assert isinstance(done, list)
-    for path, source, target in moves:
-        verb = "would move" if dry_run else ("moved" if path in done else "not moved")
-        print(f"  {verb} {path} from {source} to {target} (restarted there)", file=out)
+    for path, source, target, *way in moves:
+        migrate = way == [MIGRATE]
+        if migrate:
+            verb = "would migrate" if dry_run else ("migrated" if path in done else "not migrated")
+        else:
+            verb = "would move" if dry_run else ("moved" if path in done else "not moved")
+        how = "restarted there" if not migrate else (
+            "live migration: the guest keeps running" if dry_run or path in done else "live migration")
+        print(f"  {verb} {path} from {source} to {target} ({how})", file=out)
+    left = result.get("left") or {}
+    assert isinstance(left, dict)
+    for path, why in left.items():
+        print(f"  left {path} where it is: {why}", file=out)
     if result["error"]:
         print(f"  {result['error']}", file=out)
     if dry_run and moves:
@@ -218,7 +313,8 @@ def sd_actors_cli_commands(commands: argparse._SubParsersAction[argparse.Argumen
     parser = commands.add_parser(
         "rebalance", help="even out the hosts of an application's LoadBalancers",
         description="Ask each LoadBalancer of APP for the moves that bring its hosts within its maxImbalance, "
-        "print them and carry them out one at a time (restarting each component on its new host).",
+        "print them and carry them out one at a time (a VM migrates live where both hypervisors can, else a "
+        "restartable component is restarted on its new host).",
         epilog="examples:\n  sd-actors rebalance pool --dry-run\n  sd-actors rebalance pool --host h1\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("app", metavar="APP", help="the application whose LoadBalancers to ask")

@@ -15,8 +15,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Final
 
-from sd_actors.actors import Component, ComponentFailed, ComponentRef, Compound, TerminationRecord
-from sd_actors.actors._remote import Peers, endpoint_of_host
+from sd_actors.actors import (
+    DETACHED,
+    Component,
+    ComponentFailed,
+    ComponentRef,
+    Compound,
+    DeploymentError,
+    TerminationRecord,
+)
+from sd_actors.actors._remote import Peers, RemoteComponent, endpoint_of_host
 from sd_actors.descriptions import ComponentDescription
 from sd_actors.net._protocol import (
     GetCapacity,
@@ -284,21 +292,27 @@ class Schedulee(Compound):
         return {"hosts": self.scheduler.invoke("survey"), "limits": self.scheduler.invoke("limits_of")}
 
     def movable(self) -> list[dict[str, object]]:
-        """The children a LoadBalancer may move: placed by the scheduler, ``restartable``, not ``pinned``."""
+        """The children a LoadBalancer may move: placed by the scheduler and not ``pinned``; each says
+        whether it is ``restartable`` and which VMs its subtree holds (``[relative path, hypervisor
+        attribute or ""]``), those a live migration would move."""
         found = []
         for child in self.context.children:
             description = child.description
-            if (not child.alive or RESERVATION_ATTRIBUTE not in description or description.get("pinned") is True
-                    or description.get("restartable") is not True):
+            if not child.alive or RESERVATION_ATTRIBUTE not in description or description.get("pinned") is True:
                 continue
             request = request_of(description, child.name_text)
             found.append({"name": child.name, "path": child.name_text, "host": description.get("sfProcessHost"),
-                          "memory_mib": request.memory_mib, "vcpus": request.vcpus})
+                          "memory_mib": request.memory_mib, "vcpus": request.vcpus,
+                          "restartable": description.get("restartable") is True, "vms": _vms_of(description)})
         return found
 
-    def move(self, name: str, host: str) -> str:
-        """Restart child ``name`` on ``host``: room is reserved there first, then the child is
-        terminated where it runs and deployed again on ``host``. Returns where it was."""
+    def move(self, name: str, host: str, migrations: Sequence[Sequence[object]] = ()) -> str:
+        """Move child ``name`` to ``host``: room is reserved there first. Without ``migrations`` the
+        child is terminated where it runs and deployed again on ``host`` (restarted). With them
+        (``[relative path of a VM, the target's hypervisor URI]``) each VM migrates its domain live
+        first, then the child is detached where it runs and deployed on ``host``, where its VMs
+        re-attach; a migration that fails leaves the child running where it was, and raises.
+        Returns where it was."""
         child = next((c for c in self.context.children if c.name == name and c.alive), None)
         if child is None:
             raise PolicyError(f"{self.context.ref.name_text} has no running child {name!r}")
@@ -307,8 +321,20 @@ class Schedulee(Compound):
         request = request_of(description, child.name_text)
         token = self.scheduler.invoke("reserve_on", host, list(child.path), request.memory_mib, request.vcpus,
                                       request.domain_name)
-        self.context.terminate_child(child, TerminationRecord.normal(
-            f"moved from {old_host} to {host} by a load balancer (restarted there)", child.path))
+        if migrations:
+            try:
+                for relative, target in migrations:
+                    assert isinstance(relative, list | tuple)
+                    _member(child, [str(part) for part in relative]).invoke(
+                        "migrate", target, host, timeout=MIGRATE_TIMEOUT)
+            except (ComponentFailed, DeploymentError):
+                self.scheduler.invoke("release", host, token)
+                raise
+            self.context.terminate_child(child, TerminationRecord(
+                DETACHED, f"moved from {old_host} to {host} by a load balancer (migrated live)", child.path))
+        else:
+            self.context.terminate_child(child, TerminationRecord.normal(
+                f"moved from {old_host} to {host} by a load balancer (restarted there)", child.path))
         if isinstance(old_token, str):
             self.scheduler.invoke("release", old_host, old_token)
         description.set("sfProcessHost", host)
@@ -319,6 +345,33 @@ class Schedulee(Compound):
             self.context.terminate_self(failure.record)  # a child lost: the Compound's shared fate
             raise
         return old_host
+
+
+VM_CLASSES: Final = ("sd_actors.plugins.VM", "sd_actors.plugins.XenDomain")
+MIGRATE_TIMEOUT: Final = 300.0
+"""Seconds a VM's live migration may take."""
+
+
+def _vms_of(description: ComponentDescription, relative: tuple[str, ...] = ()) -> list[list[object]]:
+    """The VMs of the subtree ``description`` describes: ``[[relative path], hypervisor attribute or ""]``."""
+    if description.get("sfClass") in VM_CLASSES:
+        hypervisor = description.get("hypervisor")
+        return [[list(relative), hypervisor if isinstance(hypervisor, str) else ""]]
+    found: list[list[object]] = []
+    for name, value in description.items():
+        if isinstance(value, ComponentDescription) and value.eager:
+            found += _vms_of(value, (*relative, name))
+    return found
+
+
+def _member(child: ComponentRef, relative: Sequence[str]) -> ComponentRef:
+    """The component at ``relative`` below ``child`` (``child`` itself for ``[]``), on whatever host it runs."""
+    if isinstance(child.component, RemoteComponent):
+        return child.component.remote_reference(tuple(relative))
+    member = child
+    for name in relative:
+        member = next(c for c in member.children if c.name == name)
+    return member
 
 
 @hookimpl(trylast=True)
