@@ -186,6 +186,11 @@ class Daemon:
         self.high_availability = HighAvailability(
             system=system, peers=self.peers, state_dir=settings.state_dir, hypervisor=settings.hypervisor,
             terms=LeaseTerms.for_dead_after(settings.dead_after), is_this_host=self.is_this_host)
+        from sd_actors.policies._takeover import Takeover
+
+        self.high_availability.takeover = Takeover(high_availability=self.high_availability,
+                                                   state_dir=settings.state_dir, adopt=self.adopt_application,
+                                                   end_stale=self.end_taken_over)
 
     def _record_resource(self, ref: ComponentRef, resource: str | None, durable: bool) -> None:
         """Journal what a component holds outside this process (journal first: before it is relied on)."""
@@ -224,15 +229,7 @@ class Daemon:
                     "notify": staticmethod(lambda child, record: self._tell_parent(link.endpoint, child, record))})
                 parent = self.system.runtime.attach_placeholder(message.path[:-1], notify_type)
                 self._remote_parents[parent_key] = parent
-        for existing in list(parent.children):
-            if existing.name == message.path[-1] and existing.alive:
-                # The parent asks again for a subtree that outlived it (its daemon restarted and
-                # re-deploys): what the old one holds is handed over, not destroyed (VMs re-attach).
-                logger.warning("%s: asked for again by its parent; the running one hands over what it holds",
-                               existing.name_text)
-                self.system.runtime.terminate_component(
-                    existing, TerminationRecord(DETACHED, "its parent asked for it again", existing.path),
-                    notify_parent=False)
+        self._hand_over(message.path, "its parent asked for it again", keep=parent_key)
         try:
             self.system.runtime.create_child(parent, message.path[-1], config)
         except ComponentFailed as failure:
@@ -241,13 +238,62 @@ class Daemon:
         self._wait_forwarded()
         request.reply(Done())
 
+    def _hand_over(self, under: tuple[str, ...], why: str,
+                   keep: tuple[str, tuple[str, ...]] | None = None) -> None:
+        """Detach the subtrees hosted here at ``under`` or below it, for whichever parent: the parent
+        asks again for a subtree that outlived it (its daemon restarted and re-deploys, or a survivor
+        took its HARestarter over): what the old one holds is handed over, not destroyed (VMs re-attach)."""
+        with self._parents_lock:
+            hosted = [(key, parent, child) for key, parent in self._remote_parents.items()
+                      for child in list(parent.children)
+                      if child.path[:len(under)] == under and child.alive]
+        for key, parent, existing in hosted:
+            logger.warning("%s: %s; the running one hands over what it holds", existing.name_text, why)
+            self.system.runtime.terminate_component(existing, TerminationRecord(DETACHED, why, existing.path),
+                                                    notify_parent=False)
+            with self._parents_lock:  # an old parent left with nothing here gets no more events
+                if key != keep and not any(child.alive for child in parent.children):
+                    self._remote_parents.pop(key, None)
+
+    def adopt_application(self, app: str, description_text: str, under: tuple[str, ...]) -> None:
+        """Deploy ``app``, taken over from a silent daemon (policies/_takeover.py): the subtrees this
+        daemon runs at ``under`` or below for the old one are handed over to the new components.
+
+        :raises DeploymentError: it could not be deployed (the journal says so too).
+        """
+        config = parse_string(description_text, filename=f"<{app}>", use_library=False)
+        self.journal.begin_deploy(app, description_text, requested_by="takeover", host=self.settings.host)
+        self._hand_over(under, "its HARestarter was taken over by this daemon")
+        record = self._run_deploy(app, config)
+        if record is not None:
+            raise ComponentFailed(record)
+
+    def end_taken_over(self, path: tuple[str, ...], host: str) -> None:
+        """The HARestarter at ``path``, taken over by ``host``, ended there (``sd-actors down``): the
+        application it belonged to here ends too, if it still runs here."""
+        app = path[0]
+        root = self.system.apps().get(app)
+        if host == self.settings.bind or root is None or not root.alive:
+            return
+        record = TerminationRecord.normal(f"terminated: its HARestarter {':'.join(path)} was taken down on {host}, "
+                                          "where it had been taken over", (app,))
+        with contextlib.suppress(JournalError):
+            self.journal.begin_terminate(app, record)
+        threading.Thread(target=lambda: self._journal_ended(app, self.system.terminate(app, record)), daemon=True,
+                         name=f"sd-actors-end-{app}").start()
+
     def _forward_event(self, event: LifecycleEvent) -> None:
         """An event of a subtree hosted here for another daemon goes to that daemon too."""
         if len(event.path) < 2:
             return
         with self._parents_lock:
+            # Only to the parent whose subtree it is (after a takeover, two parents may have hung
+            # subtrees at the same path here), and not to one silent past --dead-after: it would hold
+            # up the events to the others for a request's timeout, and it asks again when it is back.
             targets = [endpoint for (endpoint, parent_path), parent in self._remote_parents.items()
-                       if event.path[:len(parent_path)] == parent_path and len(event.path) > len(parent_path)]
+                       if event.path[:len(parent_path)] == parent_path and len(event.path) > len(parent_path)
+                       and any(event.path[:len(child.path)] == child.path for child in parent.children)
+                       and self.peers.link(endpoint).silent_for() <= self.settings.dead_after]
         if not targets:
             return
         notice = LifecycleNotice(path=event.path, old=event.old.value if event.old else "", new=event.new.value,
@@ -662,6 +708,14 @@ class Daemon:
         for app, hosted_components in hosted.items():
             applications.append(ApplicationInfo(name=app, status="hosted", host=self.settings.host,
                                                 updated=time.time(), components=tuple(hosted_components)))
+        # The HARestarters other daemons run, as replicated here: where each one runs now.
+        takeover = self.high_availability.takeover
+        for replica in takeover.replicas.all() if takeover is not None else ():
+            if replica.host != self.settings.bind and (not only or replica.app == only):
+                applications.append(ApplicationInfo(
+                    name=replica.app, status="replicated", host=replica.host, updated=time.time(),
+                    components=(ComponentStatus(path=replica.path, state=f"epoch {replica.epoch}", host=replica.host,
+                                                component_class="sd_actors.policies.HARestarter"),)))
         return StatusReply(host=self.settings.host, applications=tuple(applications))
 
     # -- after a crash -----------------------------------------------------------------------------

@@ -409,6 +409,10 @@ class ClaimRestart:
     generation: int
     claimant: str
     unreachable: tuple[str, ...] = ()
+    restarter: tuple[str, ...] = ()
+    """The HARestarter that claims (its path), and ``epoch``, how many takeovers it has been through:
+    a daemon refuses the claims of an HARestarter that was taken over since (a stale copy)."""
+    epoch: int = 0
 
 
 @wire_message("sd.claim_answer")
@@ -455,4 +459,49 @@ class HostForgotten:
     """``"ADDRESS: why"`` for each live daemon that did not."""
 
 
-HIGH_AVAILABILITY_MESSAGES = (ClaimRestart, ClaimAnswer, ListDomains, DomainsReply, ForgetHost, HostForgotten)
+@wire_message("sd.replicate_restarter")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicateRestarter:
+    """Keep (or replace) what it takes to deploy an HARestarter again on another daemon, should the
+    daemon that runs it (``host``) die: every daemon of the pool keeps it, durably."""
+
+    app: str
+    path: tuple[str, ...]
+    host: str
+    """The endpoint of the daemon that runs it."""
+    epoch: int
+    """How many takeovers it has been through (0: it runs where it was deployed)."""
+    description: str
+    """An sfConfig in .sf notation: the HARestarter as it is now (its children's hosts and
+    generations) under its ancestors, reduced to Compounds that keep their own attributes."""
+
+
+@wire_message("sd.forget_restarter")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForgetRestarter:
+    """The HARestarter at ``path`` (of ``epoch`` or older) ended (``sd-actors down``): forget it."""
+
+    path: tuple[str, ...]
+    epoch: int
+
+
+@wire_message("sd.where_is_restarter")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WhereIsRestarter:
+    """Where the HARestarter at ``path`` runs, as far as the daemon asked knows."""
+
+    path: tuple[str, ...]
+
+
+@wire_message("sd.restarter_whereabouts")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestarterWhereabouts:
+    host: str = ""
+    """The daemon that runs it ("": the daemon asked keeps no replica of it)."""
+    epoch: int = -1
+    taken_over: int = 0
+    """The newest takeover of it this daemon granted (0: none)."""
+
+
+HIGH_AVAILABILITY_MESSAGES = (ClaimRestart, ClaimAnswer, ListDomains, DomainsReply, ForgetHost, HostForgotten,
+                              ReplicateRestarter, ForgetRestarter, WhereIsRestarter, RestarterWhereabouts)

@@ -33,6 +33,7 @@ from sd_actors.policies._ledger import LEDGER_FILE_NAME, ClaimOutcome, RestartLe
 if TYPE_CHECKING:
     from sd_actors.actors import System
     from sd_actors.actors._remote import Peers
+    from sd_actors.policies._takeover import Takeover
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class HighAvailability:
         self.is_this_host = is_this_host
         self.ledger = RestartLedger(state_dir / LEDGER_FILE_NAME)
         self.retry_interval = peers.interval
+        self.takeover: Takeover | None = None
+        """Its HARestarters' replicas and their takeover (set by the daemon: policies/_takeover.py)."""
         self._holding: bool | None = None
         self._stopped = threading.Event()
         self._closed = False
@@ -137,13 +140,15 @@ class HighAvailability:
         return stopped
 
     # -- answering other daemons -----------------------------------------------------------------------
-    @staticmethod
-    def answers(message: object) -> bool:
+    def answers(self, message: object) -> bool:
         """Whether ``message`` is a request this object answers (see :meth:`answer`)."""
-        return isinstance(message, ClaimRestart | ListDomains | ForgetHost)
+        return isinstance(message, ClaimRestart | ListDomains | ForgetHost) or (
+            self.takeover is not None and self.takeover.answers(message))
 
-    def answer(self, message: object) -> ClaimAnswer | DomainsReply | HostForgotten | RequestFailed:
-        """The reply to a ``ClaimRestart``, a ``ListDomains`` or a ``ForgetHost``."""
+    def answer(self, message: object) -> object:
+        """The reply to a ``ClaimRestart``, a ``ListDomains``, a ``ForgetHost`` or a takeover's request."""
+        if self.takeover is not None and self.takeover.answers(message):
+            return self.takeover.answer(message)
         if isinstance(message, ClaimRestart):
             return self.answer_claim(message)
         if isinstance(message, ForgetHost):
@@ -185,6 +190,9 @@ class HighAvailability:
             if silent < needed:
                 return ClaimAnswer(granted=False, reason=f"{host} was heard from {silent:.2f} s ago; its lease may "
                                    f"still run (wait {needed:g} s after its last news)")
+        refusal = self.takeover.refuse_claim(claim) if self.takeover is not None else None
+        if refusal is not None:
+            return refusal
         holder = self.ledger.grant(claim.path, claim.generation, claim.claimant)
         if holder != claim.claimant:
             return ClaimAnswer(granted=False, holder=holder, reason=f"already granted to {holder}")
@@ -218,10 +226,13 @@ class HighAvailability:
             return False
         return not isinstance(reply, RequestFailed) or "no component" in reply.error
 
-    def claim(self, path: tuple[str, ...], generation: int, unreachable: tuple[str, ...]) -> ClaimOutcome:
+    def claim(self, path: tuple[str, ...], generation: int, unreachable: tuple[str, ...], *,
+              restarter: tuple[str, ...] = (), epoch: int = 0) -> ClaimOutcome:
         """Ask the whole pool to grant this daemon the restart of ``path`` as ``generation``, once the
-        ``unreachable`` daemons that ran parts of it are out of their leases."""
-        claim = ClaimRestart(path=path, generation=generation, claimant=self.own_endpoint, unreachable=unreachable)
+        ``unreachable`` daemons that ran parts of it are out of their leases; ``restarter`` (the
+        HARestarter's path) of ``epoch`` claims it (policies/_takeover.py)."""
+        claim = ClaimRestart(path=path, generation=generation, claimant=self.own_endpoint, unreachable=unreachable,
+                             restarter=restarter, epoch=epoch)
         if not self.holds_lease():
             # Out of contact with the majority: no claim can win, and what it would start here
             # would be fenced at once. (Just started: the first heartbeats are answered shortly.)
@@ -246,6 +257,8 @@ class HighAvailability:
         self._stopped.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
+        if self.takeover is not None:
+            self.takeover.close()
         self.ledger.close()
 
 

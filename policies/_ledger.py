@@ -68,6 +68,13 @@ class RestartLedger:
                                            (":".join(path), generation)).fetchone()
         return None if row is None else str(row[0])
 
+    def newest(self, path: tuple[str, ...]) -> int:
+        """The highest generation of ``path`` granted to anyone (-1: none)."""
+        with self._lock:
+            row = self._connection.execute("SELECT MAX(generation) FROM grants WHERE path = ?",
+                                           (":".join(path),)).fetchone()
+        return -1 if row[0] is None else int(row[0])
+
     def close(self) -> None:
         with self._lock:
             self._connection.close()
@@ -82,6 +89,8 @@ class ClaimOutcome:
     electorate: int
     refusals: tuple[str, ...]
     """Why the others did not grant it: ``"ADDRESS: reason"``, sorted."""
+    holders: tuple[str, ...] = ()
+    """Other claimants the refusers granted it to, sorted."""
 
     def __str__(self) -> str:
         verdict = "won" if self.won else "not won"
@@ -102,6 +111,7 @@ def claim_majority(claim: ClaimRestart, voters: Mapping[str, Voter], *, window: 
     started = clock()
     granted: list[str] = []
     refusals: list[str] = []
+    holders: set[str] = set()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(len(voters), 1),
                                                  thread_name_prefix="sd-actors-claim")
     try:
@@ -117,6 +127,8 @@ def claim_majority(claim: ClaimRestart, voters: Mapping[str, Voter], *, window: 
                     granted.append(address)
                 else:
                     refusals.append(f"{address}: {answer.reason or f'granted to {answer.holder}'}")
+                    if answer.holder and answer.holder != claim.claimant:
+                        holders.add(answer.holder)
             if len(granted) >= needed or len(refusals) > len(voters) - needed:
                 break
     finally:
@@ -127,4 +139,4 @@ def claim_majority(claim: ClaimRestart, voters: Mapping[str, Voter], *, window: 
         won = False
         refusals.append(f"the grants took {elapsed:.3f} s to gather, more than the {window:g} s allowed")
     return ClaimOutcome(won=won, granted_by=tuple(sorted(granted)), electorate=len(voters),
-                        refusals=tuple(sorted(refusals)))
+                        refusals=tuple(sorted(refusals)), holders=tuple(sorted(holders)))

@@ -9,12 +9,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
-from sd_actors.actors import ABNORMAL, Component, ComponentFailed, DeploymentError, Reaction, TerminationRecord
+from sd_actors.actors import (
+    ABNORMAL,
+    DETACHED,
+    Component,
+    ComponentFailed,
+    DeploymentError,
+    Reaction,
+    TerminationRecord,
+)
 from sd_actors.actors._remote import endpoint_of_host
-from sd_actors.descriptions import ComponentDescription
+from sd_actors.descriptions import ComponentDescription, to_sf
 from sd_actors.plugins.hookspecs import hookimpl
 from sd_actors.policies._high_availability import HA_GENERATION, HIGH_AVAILABILITY_KEY, HighAvailability
 from sd_actors.policies._placement import RESERVATION_ATTRIBUTE
+from sd_actors.policies._takeover import EPOCH_ATTRIBUTE, Replica
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -51,6 +60,8 @@ class HARestarterStatistics:
     """Children that failed more than ``intensity`` times within ``period``: not restarted again."""
     restarts: int
     """Restarts done since the HARestarter started."""
+    taken_over_by: str = ""
+    """The daemon that took this HARestarter over while its own was gone ("": none): this copy runs nothing."""
 
 
 class HARestarter(Component):
@@ -86,31 +97,93 @@ class HARestarter(Component):
         self._given_up: list[str] = []
         self._restarts = 0
         self._timers: list[Timer] = []
+        self._epoch = 0
+        self._taken_over_by = ""
+        self._ended_elsewhere = False
+        self._lost_at_takeover: dict[str, tuple[str, ...]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def create(self) -> None:
-        # Before the runtime creates the children: each carries its generation, so that the daemon
-        # running it knows to stop it when it loses its lease.
-        self._specs = {name: value for name, value in self.context.description.items()
-                       if isinstance(value, ComponentDescription) and value.eager}
+        services = self.context.shared(HIGH_AVAILABILITY_KEY, lambda: None)
+        self._services = services if isinstance(services, HighAvailability) else None
+        self._epoch = _whole(self.context, EPOCH_ATTRIBUTE, 0)
+        children = {name: value for name, value in self.context.description.items()
+                    if isinstance(value, ComponentDescription) and value.eager}
+        if self._taken_over():
+            # A daemon back after a survivor took this HARestarter over: its children are the new
+            # one's. Not created here (left as data), so that none of them runs twice.
+            for description in children.values():
+                description.eager = False
+            return
+        # Before the runtime creates the children: each carries its generation (the one it had,
+        # for a taken-over HARestarter), so that the daemon running it stops it when it loses its lease.
+        self._specs = children
         for name, description in self._specs.items():
-            _mark(description, 0)
-            self._generations[name] = 0
+            generation = description.get(HA_GENERATION, 0)
+            self._generations[name] = generation if isinstance(generation, int) else 0
+            _mark(description, self._generations[name])
+        if self._epoch > 0 and self._services is not None:
+            # Taken over: a child with a part on a daemon that is gone too is not asked for there
+            # (that would fail the takeover); it is restarted once this HARestarter has started.
+            live = set(self._services.live_hosts())
+            for name, description in self._specs.items():
+                lost = tuple(sorted({host for host, _, _ in self._parts(name) if host not in live}))
+                if lost:
+                    self._lost_at_takeover[name] = lost
+                    description.eager = False  # the runtime creates eager children only
+
+    def _taken_over(self) -> bool:
+        """Whether the pool took this HARestarter over since this copy's epoch (asked when this daemon
+        holds a replica of it: it ran here before, and this daemon re-deploys it after a restart)."""
+        services = self._services
+        takeover = services.takeover if services is not None else None
+        if services is None or takeover is None or takeover.replicas.get(self.context.path) is None:
+            return False
+        news = takeover.where_is(self.context.path, timeout=max(2 * services.peers.interval, 0.5))
+        newest = max(news.epoch, news.taken_over)
+        if newest <= self._epoch or news.host == services.own_endpoint:
+            return False
+        self._taken_over_by = news.host if news.epoch == newest else "(taken down since)"
+        self._ended_elsewhere = news.epoch < newest  # no daemon keeps a replica of the newest epoch: it ended
+        logger.warning("%s was taken over by %s (epoch %d) while this daemon was gone: it is not deployed "
+                       "again here", ":".join(self.context.path), self._taken_over_by, newest)
+        return True
 
     def deploy(self) -> None:
         self._intensity = _whole(self.context, "intensity", DEFAULT_INTENSITY)
         self._period = _seconds(self.context, "period", DEFAULT_PERIOD, positive=True)
         self._backoff = _seconds(self.context, "backoff", DEFAULT_BACKOFF)
         self._max_backoff = _seconds(self.context, "maxBackoff", DEFAULT_MAX_BACKOFF)
-        services = self.context.shared(HIGH_AVAILABILITY_KEY, lambda: None)
-        self._services = services if isinstance(services, HighAvailability) else None
+        for name in self._lost_at_takeover:
+            self._specs[name].eager = True
         self._running = {child.name: child for child in self.context.children}
+
+    def start(self) -> None:
+        if self._taken_over_by:
+            if self._ended_elsewhere:  # taken down where it went: this application ends here too
+                self.context.terminate_self(TerminationRecord.normal(
+                    "its HARestarter was taken over while this daemon was gone, and taken down since",
+                    self.context.path))
+            return
+        self._replicate()
+        for name, hosts in self._lost_at_takeover.items():
+            self._ended(name, self.context.record(
+                ABNORMAL, f"its host{'s' if len(hosts) > 1 else ''} ({', '.join(hosts)}) did not answer when this "
+                "HARestarter was taken over"), None)
 
     def terminate(self, record: TerminationRecord) -> None:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
         self._pending.clear()
+        takeover = self._services.takeover if self._services is not None else None
+        if takeover is None:
+            return
+        if self._taken_over_by:
+            if record.is_normal:  # sd-actors down here: where it went, it goes too
+                takeover.forward_down(self.context.path[0], self.context.path)
+        elif record.kind != DETACHED:  # a daemon that stops leaves it to be taken over
+            takeover.forget(self.context.path, self._epoch)
 
     def child_terminated(self, child: ComponentRef, record: TerminationRecord) -> Reaction:
         name = child.name
@@ -128,7 +201,29 @@ class HARestarter(Component):
         return HARestarterStatistics(
             running={name: self._host_of(ref.description) for name, ref in self._running.items()},
             waiting={name: self._waiting_for.get(name, "its backoff") for name in self._pending},
-            given_up=tuple(self._given_up), restarts=self._restarts)
+            given_up=tuple(self._given_up), restarts=self._restarts, taken_over_by=self._taken_over_by)
+
+    def _replicate(self) -> None:
+        """Send the pool what it takes to deploy this HARestarter again, as it is now (policies/_takeover.py)."""
+        services = self._services
+        if services is None or services.takeover is None:
+            return
+        path = self.context.path
+        config = self.context.description.thaw()
+        config.set(EPOCH_ATTRIBUTE, self._epoch)
+        ancestor = self.context.parent
+        while ancestor is not None and ancestor.path:
+            # Ancestors as Compounds with their own attributes, so that inherited ones hold.
+            holder = ancestor.description.thaw()
+            for key, value in holder.items():
+                if isinstance(value, ComponentDescription) and value.eager:
+                    holder.remove(key)
+            holder.set("sfClass", "sd_actors.actors.Compound")
+            config.parent = holder
+            holder.set(path[len(ancestor.path)], config)
+            config, ancestor = holder, ancestor.parent
+        services.takeover.replicate(Replica(app=path[0], path=path, host=services.own_endpoint, epoch=self._epoch,
+                                            description=to_sf(config)))
 
     # -- restarting ----------------------------------------------------------------------------------------
     def _ended(self, name: str, record: TerminationRecord, child: ComponentRef | None) -> None:
@@ -174,7 +269,8 @@ class HARestarter(Component):
                 if host not in unreachable and not services.confirm_gone(host, part_path):
                     unreachable.add(host)
             asked = replace(pending, unreachable=tuple(sorted(unreachable)))
-            outcome = services.claim(path, asked.generation, asked.unreachable)
+            outcome = services.claim(path, asked.generation, asked.unreachable, restarter=self.context.path,
+                                     epoch=self._epoch)
             self.context.call_soon(lambda: self._answered(name, asked, outcome))
 
         threading.Thread(target=ask_pool, name=f"sd-actors-claim-{name}", daemon=True).start()
@@ -186,6 +282,15 @@ class HARestarter(Component):
         self._pending[name] = pending
         services = self._services
         assert services is not None
+        replica = services.takeover.replicas.get(self.context.path) if services.takeover is not None else None
+        if not outcome.won and replica is not None and replica.epoch > self._epoch:
+            # A survivor took this HARestarter over while this daemon was cut off: the children are its.
+            logger.warning("%s was taken over by %s (epoch %d): this copy restarts nothing any more",
+                           ":".join(self.context.path), replica.host, replica.epoch)
+            self._taken_over_by = replica.host
+            self._pending.clear()
+            self._waiting_for.clear()
+            return
         if not outcome.won:
             # Said once per wait (a cut-off daemon asks again every heartbeat interval until it heals).
             log = logger.debug if name in self._waiting_for else logger.info
@@ -211,6 +316,7 @@ class HARestarter(Component):
     def _deploy(self, name: str, pending: _Restart) -> None:
         description = self._specs[name]
         _mark(description, pending.generation)
+        self._replicate()  # the new generation, and where its parts run now
         del self._pending[name]
         self._waiting_for.pop(name, None)
         self._restarts += 1

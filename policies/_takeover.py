@@ -1,0 +1,364 @@
+"""Takeover: a survivor deploys again an HARestarter whose daemon died (policies/README.md, "The
+HARestarter's own host").
+
+Every daemon keeps a replica of each HARestarter of the pool: what it takes to deploy it again
+(application, path, the daemon running it, its epoch, its description as it is now), sent by that
+daemon when it deploys or restarts something and kept in ``restarters.sqlite3`` in the state
+folder. When the daemon running an HARestarter has been silent for the lease plus the margin, the
+survivors claim its next epoch through the restart ledger, as a restart is claimed (the key is the
+HARestarter's path with ``#takeover``): one wins, and deploys it under the same application name;
+the daemons running its children hand them over, as they do to a parent that comes back. A copy
+from an older epoch is refused by the pool from then on: its restart claims, and its requests for
+its children again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from sd_actors.actors import ComponentFailed
+from sd_actors.net._protocol import (
+    ClaimAnswer,
+    ClaimRestart,
+    Done,
+    ForgetRestarter,
+    ReplicateRestarter,
+    RequestFailed,
+    RestarterWhereabouts,
+    TerminateApplication,
+    WhereIsRestarter,
+)
+
+if TYPE_CHECKING:
+    from sd_actors.policies._high_availability import HighAvailability
+
+logger = logging.getLogger(__name__)
+
+REPLICAS_FILE_NAME: Final = "restarters.sqlite3"
+TAKEOVER: Final = "#takeover"
+"""The last step of the ledger key an HARestarter's takeover is claimed under, (its path, ``#takeover``):
+no component is named so (names are identifiers)."""
+EPOCH_ATTRIBUTE: Final = "haEpoch"
+"""How many takeovers an HARestarter has been through, written into the description a taker deploys."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Replica:
+    """What one daemon keeps of an HARestarter (see :class:`ReplicateRestarter`)."""
+
+    app: str
+    path: tuple[str, ...]
+    host: str
+    epoch: int
+    description: str
+
+    def message(self) -> ReplicateRestarter:
+        return ReplicateRestarter(app=self.app, path=self.path, host=self.host, epoch=self.epoch,
+                                  description=self.description)
+
+
+class ReplicaStore:
+    """The replicas one daemon keeps, in SQLite (written before it answers). Safe from any thread."""
+
+    def __init__(self, path: Path) -> None:
+        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute("PRAGMA synchronous=FULL")
+        self._connection.execute(
+            "CREATE TABLE IF NOT EXISTS restarters (path TEXT PRIMARY KEY, app TEXT NOT NULL, host TEXT NOT NULL, "
+            "epoch INTEGER NOT NULL, description TEXT NOT NULL, updated REAL NOT NULL)")
+        self._lock = threading.Lock()
+
+    def keep(self, replica: Replica) -> bool:
+        """Keep ``replica`` unless one of a newer epoch is kept; whether it was kept."""
+        with self._lock:
+            cursor = self._connection.execute(
+                "INSERT INTO restarters (path, app, host, epoch, description, updated) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (path) DO UPDATE SET app = excluded.app, host = excluded.host, epoch = excluded.epoch, "
+                "description = excluded.description, updated = excluded.updated WHERE excluded.epoch >= epoch",
+                (":".join(replica.path), replica.app, replica.host, replica.epoch, replica.description, time.time()))
+            return cursor.rowcount > 0
+
+    def forget(self, path: tuple[str, ...], epoch: int) -> bool:
+        """Forget the replica at ``path`` if its epoch is ``epoch`` or older; whether one was forgotten."""
+        with self._lock:
+            cursor = self._connection.execute("DELETE FROM restarters WHERE path = ? AND epoch <= ?",
+                                              (":".join(path), epoch))
+            return cursor.rowcount > 0
+
+    def get(self, path: tuple[str, ...]) -> Replica | None:
+        with self._lock:
+            row = self._connection.execute("SELECT app, host, epoch, description FROM restarters WHERE path = ?",
+                                           (":".join(path),)).fetchone()
+        return None if row is None else Replica(app=row[0], path=path, host=row[1], epoch=row[2], description=row[3])
+
+    def all(self) -> list[Replica]:
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT path, app, host, epoch, description FROM restarters ORDER BY path").fetchall()
+        return [Replica(app=row[1], path=tuple(row[0].split(":")), host=row[2], epoch=row[3], description=row[4])
+                for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+
+class Takeover:
+    """One daemon's part in keeping HARestarters alive: it keeps the pool's replicas, spreads those of
+    the HARestarters it runs, and takes over one whose daemon has been silent too long.
+
+    :param high_availability: the daemon's lease, ledger and claims.
+    :param state_dir: where the replicas' SQLite file lives.
+    :param adopt: deploys application ``app`` from a description text, handing over what this daemon
+        runs under ``path`` (the daemon's ``adopt_application``).
+    :param end_stale: ends the application whose HARestarter at ``path`` was taken over and has now
+        ended where it went (``sd-actors down`` there); the daemon's ``end_taken_over``.
+    """
+
+    def __init__(self, *, high_availability: HighAvailability, state_dir: Path,
+                 adopt: Callable[[str, str, tuple[str, ...]], None],
+                 end_stale: Callable[[tuple[str, ...], str], None]) -> None:
+        self._ha = high_availability
+        self._adopt = adopt
+        self._end_stale = end_stale
+        self.replicas = ReplicaStore(state_dir / REPLICAS_FILE_NAME)
+        self._started = time.monotonic()
+        self._spread_to: dict[tuple[str, ...], tuple[int, str, set[str]]] = {}
+        """For each replica this daemon runs: its epoch and description, and the peers that have it."""
+        self._lost: dict[tuple[str, ...], tuple[int, str]] = {}
+        """Takeovers this daemon claimed and lost: the epoch, and who holds it."""
+        self._said: dict[tuple[str, ...], str] = {}
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="sd-actors-takeover", daemon=True)
+        self._thread.start()
+
+    # -- what an HARestarter here tells the pool -------------------------------------------------------
+    def replicate(self, replica: Replica) -> None:
+        """Keep ``replica`` here and send it to every live daemon of the pool (soon, from a thread)."""
+        self.replicas.keep(replica)
+        self._wake.set()
+
+    def forget(self, path: tuple[str, ...], epoch: int) -> None:
+        """The HARestarter at ``path`` ended: every daemon forgets it (those alive now; soon, from a thread)."""
+        self.replicas.forget(path, epoch)
+        message = ForgetRestarter(path=path, epoch=epoch)
+        peers = [host for host in self._ha.live_hosts() if host != self._ha.own_endpoint]
+        threading.Thread(target=self._tell, args=(peers, message), daemon=True, name="sd-actors-forget").start()
+
+    def where_is(self, path: tuple[str, ...], timeout: float) -> RestarterWhereabouts:
+        """The newest news of the HARestarter at ``path``: this daemon's and every peer's that answers
+        within ``timeout`` (a daemon that restarted asks before it re-deploys one)."""
+        answers = [self.whereabouts(path)]
+        others = [address for address in self._ha.peers.electorate() if address != self._ha.own_endpoint]
+        if others:
+            def ask(address: str) -> object:
+                return self._ha.peers.link(address).request(WhereIsRestarter(path=path), timeout=timeout)
+
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(others)) as pool:
+                futures = [pool.submit(ask, address) for address in others]
+                for future in futures:
+                    try:
+                        reply = future.result()
+                    except (TimeoutError, OSError, ComponentFailed):
+                        continue
+                    if isinstance(reply, RestarterWhereabouts):
+                        answers.append(reply)
+        newest = max(answers, key=lambda answer: answer.epoch)
+        return RestarterWhereabouts(host=newest.host, epoch=newest.epoch,
+                                    taken_over=max(answer.taken_over for answer in answers))
+
+    def forward_down(self, app: str, path: tuple[str, ...]) -> None:
+        """``sd-actors down`` of ``app`` here, whose HARestarter at ``path`` was taken over: the daemon
+        it went to takes it down too (if it still runs it)."""
+        replica = self.replicas.get(path)
+        if replica is None or replica.host == self._ha.own_endpoint:
+            return
+        threading.Thread(target=self._tell, args=([replica.host], TerminateApplication(app=app, wait=False)),
+                         daemon=True, name="sd-actors-forward-down").start()
+
+    def _tell(self, hosts: list[str], message: object) -> None:
+        for host in hosts:
+            try:
+                self._ha.peers.link(host).request(message, timeout=2.0)
+            except (TimeoutError, OSError, ComponentFailed) as error:
+                logger.info("could not tell %s (%s): %s", host, type(message).__name__, type(error).__name__)
+
+    # -- answering other daemons -----------------------------------------------------------------------
+    @staticmethod
+    def answers(message: object) -> bool:
+        return isinstance(message, ReplicateRestarter | ForgetRestarter | WhereIsRestarter)
+
+    def answer(self, message: object) -> Done | RestarterWhereabouts | RequestFailed:
+        match message:
+            case ReplicateRestarter():
+                self.replicas.keep(Replica(app=message.app, path=message.path, host=message.host,
+                                           epoch=message.epoch, description=message.description))
+                return Done()
+            case ForgetRestarter(path=path, epoch=epoch):
+                replica = self.replicas.get(path)
+                if self.replicas.forget(path, epoch) and replica is not None:
+                    self._end_stale(path, replica.host)
+                return Done()
+            case WhereIsRestarter(path=path):
+                return self.whereabouts(path)
+        return RequestFailed(error=f"{type(message).__name__} is not a takeover request")
+
+    def whereabouts(self, path: tuple[str, ...]) -> RestarterWhereabouts:
+        replica = self.replicas.get(path)
+        taken_over = max(self._ha.ledger.newest((*path, TAKEOVER)), 0)
+        return RestarterWhereabouts(host=replica.host if replica else "", epoch=replica.epoch if replica else -1,
+                                    taken_over=taken_over)
+
+    def refuse_claim(self, claim: ClaimRestart) -> ClaimAnswer | None:
+        """Why ``claim`` may not be granted under the takeover rules (None: it may, as far as they go).
+
+        A takeover is granted only by a daemon that keeps a replica of that HARestarter at the epoch
+        before the one claimed (not of one taken down, nor an older takeover), never of this daemon's
+        own HARestarter. A restart is refused to an HARestarter of an older epoch than this daemon knows."""
+        if claim.path and claim.path[-1] == TAKEOVER:
+            restarter = claim.path[:-1]
+            if self._ha.own_endpoint in claim.unreachable:
+                return ClaimAnswer(granted=False, reason="this daemon runs it and is alive")
+            replica = self.replicas.get(restarter)
+            if replica is None:
+                return ClaimAnswer(granted=False, reason=f"no replica of {':'.join(restarter)} here (taken down, or "
+                                   "never replicated to this daemon)")
+            if replica.epoch != claim.generation - 1:
+                return ClaimAnswer(granted=False, holder=replica.host, reason=f"{':'.join(restarter)} is at epoch "
+                                   f"{replica.epoch} on {replica.host}, not {claim.generation - 1}")
+            return None
+        if claim.restarter:
+            replica = self.replicas.get(claim.restarter)
+            newest = max(self._ha.ledger.newest((*claim.restarter, TAKEOVER)), replica.epoch if replica else 0)
+            if newest > claim.epoch:
+                where = f" to {replica.host}" if replica is not None and replica.epoch == newest else ""
+                return ClaimAnswer(granted=False, reason=f"{':'.join(claim.restarter)} was taken over{where} (epoch "
+                                   f"{newest}); the claimant's copy (epoch {claim.epoch}) is stale")
+        return None
+
+    def stale_parent(self, path: tuple[str, ...], parent: str) -> str | None:
+        """Why a component at ``path`` may not be created for ``parent`` (a daemon's endpoint): the
+        HARestarter above it runs on another daemon now. None: nothing known against it."""
+        for replica in self.replicas.all():
+            if path[:len(replica.path)] == replica.path and len(path) > len(replica.path) and replica.host != parent:
+                newest = self._ha.ledger.newest((*replica.path, TAKEOVER))
+                if newest > replica.epoch and self._ha.ledger.holder((*replica.path, TAKEOVER), newest) == parent:
+                    continue  # it took the HARestarter over (granted here); its replica is on its way
+                return (f"{':'.join(replica.path)} was taken over: it runs on {replica.host} (epoch {replica.epoch}), "
+                        f"not on {parent}")
+        return None
+
+    # -- the watch --------------------------------------------------------------------------------------
+    def _watch(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self._ha.peers.interval)
+            self._wake.clear()
+            if self._stopped.is_set():
+                return
+            try:
+                self._look()
+            except Exception:  # the watch goes on; the next round may do better
+                logger.exception("takeover: looking at the replicas failed")
+
+    def _look(self) -> None:
+        live = self._ha.live_hosts()
+        for replica in self.replicas.all():
+            if replica.host == self._ha.own_endpoint:
+                self._spread(replica, live)
+            else:
+                self._spread_to.pop(replica.path, None)
+                self._consider(replica, live)
+
+    def _spread(self, replica: Replica, live: tuple[str, ...]) -> None:
+        """Send ``replica`` (one this daemon runs) to each live peer that does not have it yet."""
+        epoch, description, have = self._spread_to.get(replica.path, (-1, "", set()))
+        if (epoch, description) != (replica.epoch, replica.description):
+            have = set()
+            self._spread_to[replica.path] = (replica.epoch, replica.description, have)
+        for host in live:
+            if host == self._ha.own_endpoint or host in have:
+                continue
+            try:
+                reply = self._ha.peers.link(host).request(replica.message(), timeout=2 * self._ha.peers.interval)
+            except (TimeoutError, OSError, ComponentFailed):
+                continue  # tried again next round
+            if isinstance(reply, Done):
+                have.add(host)
+
+    def _consider(self, replica: Replica, live: tuple[str, ...]) -> None:
+        """Take over ``replica`` if its daemon has been silent long enough and this daemon's turn came."""
+        terms = self._ha.terms
+        try:
+            heard = self._ha.peers.link(replica.host).silent_for()
+        except ComponentFailed:
+            heard = float("inf")
+        silent = min(heard, time.monotonic() - self._started)  # a daemon just started has heard nobody yet
+        # The survivors take turns, by address, a lease apart: one claims at a time (two claiming the
+        # same epoch at once could split the votes, and then nobody would win it).
+        survivors = sorted(host for host in live if host != replica.host)
+        turn = survivors.index(self._ha.own_endpoint) if self._ha.own_endpoint in survivors else len(survivors)
+        if silent < terms.duration + terms.margin + turn * terms.duration:
+            self._said.pop(replica.path, None)
+            return
+        lost = self._lost.get(replica.path)
+        if lost is not None and lost[0] == replica.epoch + 1:
+            self._say(replica.path, f"takeover of {':'.join(replica.path)}: {lost[1]} holds epoch {lost[0]}; "
+                      "waiting for it to take over")
+            return
+        outcome = self._ha.claim((*replica.path, TAKEOVER), replica.epoch + 1, (replica.host,))
+        if not outcome.won:
+            if outcome.holders:
+                self._lost[replica.path] = (replica.epoch + 1, outcome.holders[0])
+            self._say(replica.path, f"takeover of {':'.join(replica.path)} from {replica.host} (silent for "
+                      f"{terms.duration + terms.margin:g} s or more) not possible now: {outcome}")
+            return
+        logger.warning("takeover: %s ran on %s, silent for %.1f s; this daemon takes it over as epoch %d (%s)",
+                       ":".join(replica.path), replica.host, silent, replica.epoch + 1, outcome)
+        # The pool learns of the new epoch before its children are asked for (their daemons refuse
+        # them to any daemon but the one their replica names).
+        taken = Replica(app=replica.app, path=replica.path, host=self._ha.own_endpoint, epoch=replica.epoch + 1,
+                        description=_with_epoch(replica, replica.epoch + 1))
+        self.replicas.keep(taken)
+        self._spread(taken, live)
+        try:
+            self._adopt(taken.app, taken.description, taken.path)
+        except Exception as error:  # noqa: BLE001 (said, and the application's status says it too)
+            logger.error("takeover of %s failed: %s", ":".join(replica.path), error)
+            self._lost[replica.path] = (replica.epoch + 1, self._ha.own_endpoint)
+
+    def _say(self, path: tuple[str, ...], text: str) -> None:
+        """Log ``text`` once while it stays the same (the watch looks every heartbeat interval)."""
+        if self._said.get(path) != text:
+            self._said[path] = text
+            logger.warning("%s", text)
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        self.replicas.close()
+
+
+def _with_epoch(replica: Replica, epoch: int) -> str:
+    """The replica's description with the HARestarter's ``haEpoch`` set to ``epoch``."""
+    from sd_actors.descriptions import ComponentDescription, parse_string, to_sf
+
+    config = parse_string(replica.description, filename=f"<{':'.join(replica.path)}>", use_library=False)
+    node = config
+    for name in replica.path[1:]:
+        child = node.get(name)
+        assert isinstance(child, ComponentDescription), f"{name} missing in the replica of {replica.path}"
+        node = child
+    node.set(EPOCH_ATTRIBUTE, epoch)
+    return to_sf(config)

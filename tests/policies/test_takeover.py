@@ -1,0 +1,100 @@
+"""A survivor takes over an HARestarter whose daemon died (policies/README.md, "The HARestarter's own
+host"), on three hosts (network namespaces) with a checker polling every hypervisor throughout, as in
+test_partition.py."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.policies import test_partition as partition
+from tests.policies.test_partition import (
+    VMS,
+    WAIT,
+    Pool,
+    _assert_never_two_copies,
+    _description,
+    _each_once_on,
+    _start_daemon,
+    _up,
+    _wait_for_hosts,
+)
+
+plugin_folder = partition.plugin_folder  # the fixtures of test_partition.py: three hosts, a daemon and a
+pool = partition.pool                    # checker on each
+
+pytest_plugins = ["tests.hosts.fixtures"]
+pytestmark = pytest.mark.usefixtures("requires_netns")
+
+DEPLOYED = {"h2": ("vm1",), "h3": ("vm2", "vm3")}
+
+
+def _status(pool: Pool, name: str, app: str = "ha") -> list[dict[str, object]]:
+    result = pool.cli("status", app, "--json", "--host", pool.endpoint(name))
+    return json.loads(result.stdout)["applications"] if result.returncode == 0 else []  # type: ignore[no-any-return]
+
+
+def _running_restarter(pool: Pool, name: str) -> bool:
+    """Whether host ``name``'s daemon runs application ha with its HARestarter started."""
+    return any(app["status"] == "running" and any(c["path"] == ["ha", "ha"] and c["state"] == "started"
+                                                  for c in app["components"])  # type: ignore[attr-defined]
+               for app in _status(pool, name))
+
+
+def _wait_until(condition: object, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {WAIT} s")
+        time.sleep(0.1)  # polling daemons in other namespaces: nothing to wait on here
+
+
+def test_a_survivor_takes_over_the_restarter_of_a_dead_host_without_stopping_its_vms(
+        pool: Pool, tmp_path: Path) -> None:
+    _up(pool, _description(pool, tmp_path, VMS))
+    pool.wait_for(lambda latest: latest.get("h2") == DEPLOYED["h2"] and latest.get("h3") == DEPLOYED["h3"],
+                  "deployed")
+
+    pool.hosts["h1"].kill(pool.daemons["h1"], signal.SIGKILL)  # the HARestarter's host
+    killed = time.monotonic()
+    _wait_until(lambda: _running_restarter(pool, "h2") or _running_restarter(pool, "h3"), "taken over")
+    taken = time.monotonic()
+    taker, other = ("h2", "h3") if _running_restarter(pool, "h2") else ("h3", "h2")
+    seen_from_other = _status(pool, other)
+
+    _start_daemon(pool, "h1")  # it re-deploys ha from its journal, and learns it was taken over
+    _wait_for_hosts(pool, taker, {pool.endpoint("h1"): "alive"})
+    _wait_until(lambda: any(app["status"] == "replicated" for app in _status(pool, "h1")), "known on h1")
+    back = _status(pool, "h1")
+    pool.collect()
+    untouched = [(s.host, round(s.sent - killed, 2), s.running) for s in pool.sightings
+                 if s.host in DEPLOYED and s.sent > killed and s.running != DEPLOYED[s.host]]
+
+    pool.hosts[other].kill(pool.daemons[other], signal.SIGKILL)
+    lost = time.monotonic()
+    moved = pool.wait_for(_each_once_on({"h1", taker}, {"vm1", "vm2", "vm3"}), f"running on h1 and {taker}")
+
+    down = pool.cli("down", "ha", "--host", pool.endpoint(taker))
+    gone = pool.wait_for(lambda latest: not latest.get("h1") and not latest.get(taker), "gone after down")
+    _wait_until(lambda: all(app["status"] == "terminated" for app in _status(pool, "h1")), "ended on h1")
+
+    assert not untouched, untouched[:20]  # the VMs ran on, under the old HARestarter then the new one
+    assert not _running_restarter(pool, other)
+    assert {app["status"]: app["host"] for app in seen_from_other if app["status"] == "replicated"} == {
+        "replicated": pool.endpoint(taker)}
+    assert [app["status"] for app in back if app["status"] != "replicated"] == ["running"]
+    stub = next(c for app in back if app["status"] == "running" for c in app["components"]  # type: ignore[attr-defined]
+                if c["path"] == ["ha", "ha"])
+    assert [c["path"] for app in back if app["status"] == "running" for c in app["components"]] == [  # type: ignore[attr-defined]
+        ["ha"], ["ha", "ha"]], "h1 runs no second copy of the HARestarter's children"
+    assert stub["state"] == "started"
+    assert {app["host"] for app in back if app["status"] == "replicated"} == {pool.endpoint(taker)}
+    _assert_never_two_copies(pool)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert all(s.running == () for s in pool.sightings if s.host in ("h1", taker) and s.sent > gone + 0.1)
+    print(f"takeover {taken - killed:.2f} s after the kill (polled); VMs of the next dead host running again "
+          f"{moved - lost:.2f} s after its kill")
