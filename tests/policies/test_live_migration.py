@@ -27,9 +27,11 @@ import pytest
 
 from sd_actors.actors._client_commands import trust_daemon
 from sd_actors.net import authorize, load_or_create_keypair
+from sd_actors.plugins._migration import migration_unsupported_reason
 from tests.hosts import LineReader, TestHosts, netns_unavailable_reason, open_test_hosts
 from tests.hosts.libvirt_host import LibvirtHost, libvirt_host_unavailable_reason, open_libvirt_host
 from tests.plugins.guest import Guest, GuestBuildError, build_guest
+from tests.policies.scheduling_pool import SchedulingPool, open_scheduling_pool, scheduled_vms
 
 SD_ACTORS: Final = Path(sys.executable).with_name("sd-actors")
 PORT: Final = 3800
@@ -56,7 +58,9 @@ class MigrationPool:
         return f"tcp://{self.address(name)}:{PORT}"
 
     def cli(self, *arguments: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(SD_ACTORS), *arguments, "--host", self.endpoint("h1")], capture_output=True,
+        """The CLI, asking h2's daemon: the application runs there, its guests start on h1 (on another
+        daemon than their Schedulee's, so each step of a move crosses the network)."""
+        return subprocess.run([str(SD_ACTORS), *arguments, "--host", self.endpoint("h2")], capture_output=True,
                               text=True, env=self.env, timeout=120, check=False)
 
     def running(self, name: str) -> dict[str, str]:
@@ -310,3 +314,48 @@ def test_rebalance_migrates_a_running_guest_live_to_the_other_host_and_down_leav
     assert pool.defined("h1") == []
     assert pool.defined("h2") == []
     assert sorted(path.name for path in pool.shared.iterdir()) == []  # the volumes too (keepVolumes false)
+
+
+# -- when a move cannot be a live migration ------------------------------------------------------------------
+@pytest.mark.parametrize(("source", "target", "reason"), [
+    ("qemu+unix:///system?socket=/run/a/libvirt-sock", "qemu+unix:///system?socket=/run/b/libvirt-sock", None),
+    ("qemu:///system", "qemu+tcp://h2/system", None),
+    ("test:///default", "qemu:///system", "test:///default is libvirt's test driver, which sd-actors cannot migrate"),
+    ("qemu:///system", "qemu:///system", "both hosts' hypervisor is qemu:///system, which from the source's"),
+], ids=["two-local-sockets", "to-a-remote-libvirtd", "test-driver", "same-uri"])
+def test_a_live_migration_needs_two_hypervisors_that_can_migrate(source: str, target: str, reason: str | None) -> None:
+    found = migration_unsupported_reason(source, target)
+
+    if reason is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert found.startswith(reason)
+
+
+@pytest.fixture(scope="module")
+def simulated_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchedulingPool]:
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    yield from open_scheduling_pool(tmp_path_factory.mktemp("simulated"))
+
+
+def test_a_vm_that_can_neither_migrate_nor_restart_is_left_where_it_is_saying_why(
+        simulated_pool: SchedulingPool) -> None:
+    pool = simulated_pool
+    balancer = "    balancer extends LoadBalancer { schedulee LAZY ATTRIB vms; maxImbalance 1; }"
+    source = pool.write("stuck.sf", scheduled_vms(pool, count=3, memory=256, scheduler='policy "pack";',
+                                                  extra=balancer))
+    assert pool.cli("up", str(source), "--name", "stuck", "--host", pool.endpoint("h1")).returncode == 0
+
+    plan = pool.cli("rebalance", "stuck", "--dry-run", "--host", pool.endpoint("h1"))
+    pool.down("stuck")
+    pool.wait_until_no_vms()
+
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "would" not in plan.stdout
+    assert plan.stdout.count("  left stuck:vms:vm") == 3, plan.stdout
+    assert "where it is: it cannot migrate live (test:///" in plan.stdout
+    assert "is libvirt's test driver, which sd-actors cannot migrate with (it migrates qemu))" in plan.stdout
+    assert ") and is not restartable true" in plan.stdout
