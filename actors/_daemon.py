@@ -196,6 +196,7 @@ class Daemon:
         """Journal what a component holds outside this process (journal first: before it is relied on)."""
         if not ref.path:
             return
+        self.high_availability.note_resource(ref, resource)  # the host watchdog guards HA domains
         with contextlib.suppress(DeploymentError):
             if durable:
                 self.journal.record_component(ref.path[0], ref.path, component_class=ref.component_class,
@@ -776,8 +777,10 @@ class Daemon:
     def close(self) -> None:
         """Stop serving. The journal stops listening first, so it still says the applications run:
         their components are detached, not terminated (VMs keep running), and the next daemon on
-        this state folder re-deploys them, re-attaching to what still exists."""
+        this state folder re-deploys them, re-attaching to what still exists. The HA ones among
+        them are the host watchdog's to stop if no daemon renews their lease in time."""
         self.stopped.set()
+        self.high_availability.leave_to_watchdog()
         self._unsubscribe()
         self._end_hosted_subtrees()
         self.system.close(detach=True)

@@ -29,9 +29,10 @@ from sd_actors.net._protocol import (
 from sd_actors.plugins.hookspecs import hookimpl
 from sd_actors.policies._lease import LeaseTerms, lease_expiry
 from sd_actors.policies._ledger import LEDGER_FILE_NAME, ClaimOutcome, RestartLedger, Voter, claim_majority
+from sd_actors.policies._watchdog import GuardedDomain, HostWatchdog, LeaseNews
 
 if TYPE_CHECKING:
-    from sd_actors.actors import System
+    from sd_actors.actors import ComponentRef, System
     from sd_actors.actors._remote import Peers
     from sd_actors.policies._takeover import Takeover
 
@@ -71,6 +72,19 @@ class HighAvailability:
         self.retry_interval = peers.interval
         self.takeover: Takeover | None = None
         """Its HARestarters' replicas and their takeover (set by the daemon: policies/_takeover.py)."""
+        # The host watchdog stops the HA domains here if this daemon dies or freezes (policies/_watchdog.py);
+        # a daemon restarted within the lease its previous run held continues that lease.
+        self.watchdog = HostWatchdog.open(state_dir, self.own_endpoint)
+        self._inherited_expiry = -math.inf
+        if self.watchdog.inherited is not None:
+            self._inherited_expiry = self.watchdog.inherited.lease_expiry
+            logger.warning("lease: continuing the lease of this folder's previous daemon (%.2f s left), as "
+                           "the host watchdog (pid %s) last heard it", self._inherited_expiry - time.monotonic(),
+                           self.watchdog.adopted_pid)
+        elif self.watchdog.adopted_pid is not None:
+            logger.info("watchdog: adopted the host watchdog (pid %s) of %s", self.watchdog.adopted_pid, state_dir)
+        self._domains: dict[tuple[str, ...], GuardedDomain] = {}
+        self._domains_lock = threading.Lock()
         self._holding: bool | None = None
         self._stopped = threading.Event()
         self._closed = False
@@ -89,8 +103,8 @@ class HighAvailability:
                     acknowledged.append(self.peers.link(address).last_acknowledged)
                 except ComponentFailed:  # known by gossip, no key yet: it never answered us
                     acknowledged.append(None)
-        return lease_expiry(now=time.monotonic(), acknowledged=acknowledged, electorate=len(electorate),
-                            duration=self.terms.duration)
+        return max(self._inherited_expiry, lease_expiry(now=time.monotonic(), acknowledged=acknowledged,
+                                                        electorate=len(electorate), duration=self.terms.duration))
 
     def holds_lease(self) -> bool:
         """Whether this daemon's lease runs long enough that it need not fence."""
@@ -99,7 +113,8 @@ class HighAvailability:
     def _keep_lease(self) -> None:
         check = min(self.peers.interval, self.terms.fence_before / 4)
         while not self._stopped.wait(check):
-            remaining = self.lease_expiry() - time.monotonic()
+            expiry = self.lease_expiry()
+            remaining = expiry - time.monotonic()
             holding = remaining >= self.terms.fence_before
             if holding != self._holding:
                 if holding:
@@ -110,6 +125,37 @@ class HighAvailability:
                 self._holding = holding
             if not holding:
                 self.fence(remaining)
+            self.watchdog.report(LeaseNews(endpoint=self.own_endpoint, lease_expiry=expiry,
+                                           fence_before=self.terms.fence_before), self.guarded_domains())
+
+    def note_resource(self, ref: ComponentRef, resource: str | None) -> None:
+        """What a component of this daemon holds now (``ComponentContext.set_resource``): the host
+        watchdog guards the domains of HA components. Not those of libvirt's test driver: they live
+        in this process and die with it."""
+        from sd_actors.plugins._vm import parse_domain_resource
+
+        domain = parse_domain_resource(resource) if resource else None
+        with self._domains_lock:
+            if domain is None or domain[0].startswith("test:") or HA_GENERATION not in ref.description:
+                self._domains.pop(ref.path, None)
+            else:
+                self._domains[ref.path] = GuardedDomain(domain[0], domain[1], ref.name_text)
+
+    def guarded_domains(self) -> list[GuardedDomain]:
+        """The domains of running HA components here that would outlive this daemon."""
+        with self._domains_lock:
+            domains = list(self._domains.items())
+        components = self.system.runtime.components
+        return [domain for path, domain in domains if (ref := components.get(path)) is not None and ref.alive]
+
+    def leave_to_watchdog(self) -> None:
+        """Stop keeping the lease (the daemon stops): the host watchdog goes on guarding the HA domains
+        it last heard of, and destroys them when that lease runs out unless a daemon of this state
+        folder comes back in time and reports them again."""
+        self._stopped.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        self.watchdog.close()
 
     def fence(self, remaining: float) -> list[str]:
         """Stop every running component that carries ``haGeneration``; return their names.
@@ -254,9 +300,7 @@ class HighAvailability:
         if self._closed:
             return
         self._closed = True
-        self._stopped.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        self.leave_to_watchdog()
         if self.takeover is not None:
             self.takeover.close()
         self.ledger.close()
