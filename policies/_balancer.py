@@ -49,8 +49,8 @@ class Move:
     target: str
     way: str = RESTART
     """:data:`MIGRATE` (live) or :data:`RESTART` (terminated, then deployed on the target)."""
-    migrations: tuple[tuple[tuple[str, ...], str], ...] = ()
-    """For a migration: each VM's path below the child and the target's hypervisor URI."""
+    migration: tuple[tuple[str, ...], str] | None = None
+    """For a migration: the VM's path below the child and the target's hypervisor URI."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,7 +164,7 @@ class LoadBalancer(Component):
             for move in moves:  # one at a time: each is up on its new host before the next begins
                 try:
                     schedulee.invoke("move", move.name, move.target,
-                                     [[list(path), uri] for path, uri in move.migrations])
+                                     [list(move.migration[0]), move.migration[1]] if move.migration else [])
                 except (ComponentFailed, DeploymentError) as failure:
                     error = f"moving {move.path} to {move.target} failed: {failure}"
                     break
@@ -193,8 +193,8 @@ class LoadBalancer(Component):
             movable = [m for m in movable if m.path not in stuck]
 
     def _way(self, move: Move, component: Movable, hypervisors: dict[str, str]
-             ) -> tuple[str, tuple[tuple[tuple[str, ...], str], ...]] | str:
-        """How ``component`` gets to ``move.target``: (way, migrations), or why it cannot."""
+             ) -> tuple[str, tuple[tuple[str, ...], str] | None] | str:
+        """How ``component`` gets to ``move.target``: (way, migration), or why it cannot."""
         if len(component.vms) == 1:
             (path, own_uri), = component.vms
             source = own_uri or self._hypervisor_of(move.source, hypervisors)
@@ -202,11 +202,11 @@ class LoadBalancer(Component):
             unknown = [uri for uri in (source, target) if "://" not in uri]  # why a daemon did not say
             why = unknown[0] if unknown else migration_unsupported_reason(source, target)
             if why is None:
-                return MIGRATE, ((path, target),)
+                return MIGRATE, (path, target)
         else:
             why = f"it holds {len(component.vms)} VMs (a live migration moves a child with one)"
         if component.restartable:
-            return RESTART, ()
+            return RESTART, None
         return f"it cannot migrate live ({why}) and is not restartable true"
 
     def _hypervisor_of(self, host: str, known: dict[str, str]) -> str:
@@ -242,10 +242,10 @@ class LoadBalancer(Component):
         return schedulee
 
 
-def _with_way(move: Move, way: tuple[str, tuple[tuple[tuple[str, ...], str], ...]] | str) -> Move:
+def _with_way(move: Move, way: tuple[str, tuple[tuple[str, ...], str] | None] | str) -> Move:
     assert not isinstance(way, str)
     return Move(name=move.name, path=move.path, source=move.source, target=move.target, way=way[0],
-                migrations=way[1])
+                migration=way[1])
 
 
 # -- sd-actors rebalance APP [--dry-run] -----------------------------------------------------------------

@@ -306,12 +306,12 @@ class Schedulee(Compound):
                           "restartable": description.get("restartable") is True, "vms": _vms_of(description)})
         return found
 
-    def move(self, name: str, host: str, migrations: Sequence[Sequence[object]] = ()) -> str:
-        """Move child ``name`` to ``host``: room is reserved there first. Without ``migrations`` the
-        child is terminated where it runs and deployed again on ``host`` (restarted). With them
-        (``[relative path of a VM, the target's hypervisor URI]``) each VM migrates its domain live
-        first, then the child is detached where it runs and deployed on ``host``, where its VMs
-        re-attach; a migration that fails leaves the child running where it was, and raises.
+    def move(self, name: str, host: str, migration: Sequence[object] = ()) -> str:
+        """Move child ``name`` to ``host``: room is reserved there first. Without ``migration`` the
+        child is terminated where it runs and deployed again on ``host`` (restarted). With one
+        (``[path of its VM below the child, the target's hypervisor URI]``) the VM migrates its
+        domain live first, then the child is detached where it runs and deployed on ``host``, where
+        the VM re-attaches; a migration that fails leaves the child running where it was, and raises.
         Returns where it was."""
         child = next((c for c in self.context.children if c.name == name and c.alive), None)
         if child is None:
@@ -321,12 +321,12 @@ class Schedulee(Compound):
         request = request_of(description, child.name_text)
         token = self.scheduler.invoke("reserve_on", host, list(child.path), request.memory_mib, request.vcpus,
                                       request.domain_name)
-        if migrations:
+        if migration:
+            relative, target = migration
+            assert isinstance(relative, list | tuple)
             try:
-                for relative, target in migrations:
-                    assert isinstance(relative, list | tuple)
-                    _member(child, [str(part) for part in relative]).invoke(
-                        "migrate", target, host, timeout=MIGRATE_TIMEOUT)
+                _member(child, [str(part) for part in relative]).invoke("migrate", target, host,
+                                                                        timeout=MIGRATE_TIMEOUT)
             except (ComponentFailed, DeploymentError):
                 self.scheduler.invoke("release", host, token)
                 raise

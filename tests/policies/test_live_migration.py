@@ -27,6 +27,7 @@ import pytest
 
 from sd_actors.actors._client_commands import trust_daemon
 from sd_actors.net import authorize, load_or_create_keypair
+from sd_actors.plugins._domain_xml import Owner, read_owner
 from sd_actors.plugins._migration import migration_unsupported_reason
 from tests.hosts import LineReader, TestHosts, netns_unavailable_reason, open_test_hosts
 from tests.hosts.libvirt_host import LibvirtHost, libvirt_host_unavailable_reason, open_libvirt_host
@@ -78,6 +79,14 @@ class MigrationPool:
         try:
             stats: dict[str, int] = connection.lookupByName(domain).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
             return stats
+        finally:
+            connection.close()
+
+    def owner(self, domain: str, name: str) -> Owner | None:
+        """Who the metadata of ``domain`` on host ``name`` says owns it."""
+        connection = self.libvirt[name].connect()
+        try:
+            return read_owner(connection.lookupByName(domain).XMLDesc())
         finally:
             connection.close()
 
@@ -276,6 +285,7 @@ def test_rebalance_migrates_a_running_guest_live_to_the_other_host_and_down_leav
     migrated = next(iter(after["h2"]), "")
     qemu_left_on_h1 = pool.libvirt["h1"].qemu_processes(migrated)
     incoming = pool.last_job(migrated, "h2")
+    owner = pool.owner(migrated, "h2")
     vms = pool.started_vms()
     again = pool.cli("rebalance", "packed")
     down = pool.cli("down", "packed")
@@ -301,6 +311,7 @@ def test_rebalance_migrates_a_running_guest_live_to_the_other_host_and_down_leav
     assert after["h2"][migrated] == before[migrated]  # the same domain (UUID), now on h2
     assert migrated not in after["h1"]
     assert qemu_left_on_h1 == []
+    assert owner == Owner(app="packed", component=f"packed:vms:{migrated}:vm", host=h2)
     # The guest came over running, not booted again: h2's qemu got its memory by an incoming migration
     # during which it was stopped for a moment only.
     assert incoming["operation"] == libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, incoming
