@@ -434,7 +434,13 @@ class Daemon:
                     self._create_subtree(request, message)
                 case StepSubtree():
                     self._step_subtree(request, message)
-                case TerminateSubtree(path=path, record=record):
+                case TerminateSubtree(path=path, record=record, parent_endpoint=parent_endpoint):
+                    takeover = self.high_availability.takeover
+                    stale = takeover.stale_parent(path, parent_endpoint) if takeover and parent_endpoint else None
+                    if stale is not None:  # an HARestarter's old copy: the new one's component is not its to end
+                        request.reply(RequestFailed(error=f"{':'.join(path)} is not terminated for {parent_endpoint}: "
+                                                    f"{stale}"))
+                        return
                     ref = self.system.lookup(path)
                     self.system.runtime.terminate_component(ref, to_record(record, path), notify_parent=False)
                     request.reply(Done())

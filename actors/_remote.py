@@ -272,8 +272,11 @@ class RemoteComponent(Component):
     def terminate(self, record: TerminationRecord) -> None:
         if self.link.silent_for() > self._silence_limit():
             return  # its host is gone: the subtree there terminates itself when it misses our heartbeats
+        if record.cause == "self-fencing":
+            return  # its host holds a lease of its own, and fences it itself when it loses it
         try:
-            self.link.request(TerminateSubtree(path=self.context.path, record=to_info(record)), timeout=10)
+            self.link.request(TerminateSubtree(path=self.context.path, record=to_info(record),
+                                               parent_endpoint=self.own_endpoint), timeout=10)
         except (TimeoutError, OSError):
             logger.warning("%s: host %s did not confirm the termination", self.context.ref.name_text, self.host)
 

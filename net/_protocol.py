@@ -277,6 +277,8 @@ class TerminateSubtree:
 
     path: tuple[str, ...]
     record: RecordInfo
+    parent_endpoint: str = ""
+    """The daemon asking: refused when the HARestarter above ``path`` was taken over by another."""
 
 
 @wire_message("sd.subtree_terminated")

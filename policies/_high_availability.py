@@ -266,7 +266,8 @@ class HighAvailability:
             return True  # a child here: its termination finished before its parent heard of it
         record = RecordInfo(kind="abnormal", description="its HARestarter restarts it", path=path)
         try:
-            reply = self.peers.link(host).request(TerminateSubtree(path=path, record=record),
+            reply = self.peers.link(host).request(TerminateSubtree(path=path, record=record,
+                                                                   parent_endpoint=self.own_endpoint),
                                                   timeout=2 * self.peers.interval)
         except (TimeoutError, OSError, ComponentFailed):
             return False

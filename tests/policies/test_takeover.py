@@ -98,3 +98,36 @@ def test_a_survivor_takes_over_the_restarter_of_a_dead_host_without_stopping_its
     assert all(s.running == () for s in pool.sightings if s.host in ("h1", taker) and s.sent > gone + 0.1)
     print(f"takeover {taken - killed:.2f} s after the kill (polled); VMs of the next dead host running again "
           f"{moved - lost:.2f} s after its kill")
+
+
+def test_a_cut_off_restarters_host_is_taken_over_and_once_healed_stops_nothing_even_parts_nested_in_a_compound(
+        pool: Pool, tmp_path: Path) -> None:
+    _up(pool, _description(pool, tmp_path, partition.NESTED))  # vm1 on h2, vm2 and vm3 on h3, in a group on h1
+    pool.wait_for(lambda latest: latest.get("h2") == DEPLOYED["h2"] and latest.get("h3") == DEPLOYED["h3"],
+                  "deployed")
+
+    pool.hosts["h1"].link_down()  # h1 fences the group; the parts on h2 and h3 run on
+    cut = time.monotonic()
+    _wait_until(lambda: _running_restarter(pool, "h2") or _running_restarter(pool, "h3"), "taken over")
+    taker = "h2" if _running_restarter(pool, "h2") else "h3"
+    pool.hosts["h1"].link_up()
+    _wait_until(lambda: {app["host"] for app in _status(pool, "h1") if app["status"] == "replicated"} == {
+        pool.endpoint(taker)}, "h1 told where its HARestarter went")
+    healed = time.monotonic()
+    pool.wait_for(lambda latest: time.monotonic() > healed + 1.5, "watched for a while after the heal")
+    statistics = pool.cli("status", "ha", "--json", "--host", pool.endpoint(taker))
+    downed = time.monotonic()
+    down = pool.cli("down", "ha", "--host", pool.endpoint(taker))
+    pool.wait_for(lambda latest: all(not latest.get(host) for host in ("h1", "h2", "h3")), "gone after down")
+    _wait_until(lambda: all(app["status"] == "terminated" for app in _status(pool, "h1")), "ended on h1")
+
+    changed = [(s.host, round(s.sent - cut, 2), s.running) for s in pool.sightings
+               if s.host in DEPLOYED and cut < s.sent < downed and s.running != DEPLOYED[s.host]]
+    assert not changed, changed[:20]  # never stopped: not by h1's fencing, nor by its old HARestarter after the heal
+    assert not _running_restarter(pool, "h3" if taker == "h2" else "h2")
+    components = {":".join(c["path"]): c["state"] for app in json.loads(statistics.stdout)["applications"]
+                  if app["status"] == "running" for c in app["components"]}
+    assert components == {"ha": "started", "ha:ha": "started", "ha:ha:group": "started",
+                          **{f"ha:ha:group:{vm}": "started" for vm in ("vm1", "vm2", "vm3")}}
+    assert down.returncode == 0, down.stdout + down.stderr
+    _assert_never_two_copies(pool)
