@@ -109,6 +109,8 @@ class VM(Component):
     and reason. ``terminate`` destroys and undefines the domain, only if its metadata names this
     component. ``detach`` (the daemon stops, the application does not) stops watching and leaves
     the domain running and defined, with its volumes, for the next daemon to re-attach to.
+    ``migrate`` (a LoadBalancer's move) moves the running domain live to another host's hypervisor,
+    after which the component holds nothing and its copy on that host re-attaches to the domain.
 
     Once the domain is defined or re-attached, the VM tells the daemon's journal its
     :func:`domain_resource` (``libvirt:<uri>#<uuid>``); after it is removed, that it holds nothing.
