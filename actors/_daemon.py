@@ -293,7 +293,7 @@ class Daemon:
             # up the events to the others for a request's timeout, and it asks again when it is back.
             targets = [endpoint for (endpoint, parent_path), parent in self._remote_parents.items()
                        if event.path[:len(parent_path)] == parent_path and len(event.path) > len(parent_path)
-                       and any(event.path[:len(child.path)] == child.path for child in parent.children)
+                       and getattr(components.get(event.path[:len(parent_path) + 1]), "parent", parent) is parent
                        and self.peers.link(endpoint).silent_for() <= self.settings.dead_after]
         if not targets:
             return
@@ -385,8 +385,12 @@ class Daemon:
                         if HA_GENERATION in child.description:
                             if child.path not in orphans_said:
                                 orphans_said.add(child.path)
+                                takeover = self.high_availability.takeover
+                                known = takeover is not None and takeover.replica_above(child.path) is not None
                                 logger.warning("%s: its parent's host (%s) is unreachable; it keeps running under "
-                                               "its HARestarter's rules", child.name_text, endpoint)
+                                               "its HARestarter's rules%s", child.name_text, endpoint, "" if known else
+                                               " (no replica of its HARestarter is kept here: this daemon cannot "
+                                               "take it over)")
                             continue
                         self.system.runtime.terminate_component(child, record, notify_parent=False)
                 elif link.silent_for() <= limit:
@@ -621,8 +625,12 @@ class Daemon:
             status = self._journal_status(message.app)
             if status is None:
                 known = ", ".join(sorted(self.system.apps())) or "none"
-                request.reply(RequestFailed(error=f"no application named {message.app!r} on this daemon",
-                                            hint=f"running here: {known}; see sd-actors ls"))
+                takeover = self.high_availability.takeover
+                elsewhere = sorted({replica.host for replica in takeover.replicas.all() if replica.app == message.app}
+                                   if takeover is not None else ())
+                hint = (f"its HARestarter runs on {elsewhere[0]}: sd-actors down {message.app} --host {elsewhere[0]}"
+                        if elsewhere else f"running here: {known}; see sd-actors ls")
+                request.reply(RequestFailed(error=f"no application named {message.app!r} on this daemon", hint=hint))
                 return
             request.reply(ApplicationTerminated(app=message.app, record=record_info(root.record if root else None)))
             return

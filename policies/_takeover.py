@@ -246,17 +246,24 @@ class Takeover:
                                    f"{newest}); the claimant's copy (epoch {claim.epoch}) is stale")
         return None
 
-    def stale_parent(self, path: tuple[str, ...], parent: str) -> str | None:
-        """Why a component at ``path`` may not be created for ``parent`` (a daemon's endpoint): the
-        HARestarter above it runs on another daemon now. None: nothing known against it."""
+    def replica_above(self, path: tuple[str, ...]) -> Replica | None:
+        """The replica of the HARestarter that ``path`` is below, if this daemon keeps one."""
         for replica in self.replicas.all():
-            if path[:len(replica.path)] == replica.path and len(path) > len(replica.path) and replica.host != parent:
-                newest = self._ha.ledger.newest((*replica.path, TAKEOVER))
-                if newest > replica.epoch and self._ha.ledger.holder((*replica.path, TAKEOVER), newest) == parent:
-                    continue  # it took the HARestarter over (granted here); its replica is on its way
-                return (f"{':'.join(replica.path)} was taken over: it runs on {replica.host} (epoch {replica.epoch}), "
-                        f"not on {parent}")
+            if path[:len(replica.path)] == replica.path and len(path) > len(replica.path):
+                return replica
         return None
+
+    def stale_parent(self, path: tuple[str, ...], parent: str) -> str | None:
+        """Why a component at ``path`` may not be created or terminated for ``parent`` (a daemon's
+        endpoint): the HARestarter above it runs on another daemon now. None: nothing known against it."""
+        replica = self.replica_above(path)
+        if replica is None or replica.host == parent:
+            return None
+        newest = self._ha.ledger.newest((*replica.path, TAKEOVER))
+        if newest > replica.epoch and self._ha.ledger.holder((*replica.path, TAKEOVER), newest) == parent:
+            return None  # it took the HARestarter over (granted here); its replica is on its way
+        return (f"{':'.join(replica.path)} was taken over: it runs on {replica.host} (epoch {replica.epoch}), "
+                f"not on {parent}")
 
     # -- the watch --------------------------------------------------------------------------------------
     def _watch(self) -> None:

@@ -116,6 +116,7 @@ def test_a_cut_off_restarters_host_is_taken_over_and_once_healed_stops_nothing_e
     healed = time.monotonic()
     pool.wait_for(lambda latest: time.monotonic() > healed + 1.5, "watched for a while after the heal")
     statistics = pool.cli("status", "ha", "--json", "--host", pool.endpoint(taker))
+    elsewhere = pool.cli("down", "ha", "--host", pool.endpoint("h3" if taker == "h2" else "h2"))
     downed = time.monotonic()
     down = pool.cli("down", "ha", "--host", pool.endpoint(taker))
     pool.wait_for(lambda latest: all(not latest.get(host) for host in ("h1", "h2", "h3")), "gone after down")
@@ -129,5 +130,8 @@ def test_a_cut_off_restarters_host_is_taken_over_and_once_healed_stops_nothing_e
                   if app["status"] == "running" for c in app["components"]}
     assert components == {"ha": "started", "ha:ha": "started", "ha:ha:group": "started",
                           **{f"ha:ha:group:{vm}": "started" for vm in ("vm1", "vm2", "vm3")}}
+    assert elsewhere.returncode == 1
+    assert f"its HARestarter runs on {pool.endpoint(taker)}: sd-actors down ha --host {pool.endpoint(taker)}" in (
+        elsewhere.stderr)
     assert down.returncode == 0, down.stdout + down.stderr
     _assert_never_two_copies(pool)
