@@ -220,6 +220,12 @@ class Daemon:
     # -- subtrees created here for parents on other daemons ------------------------------------------
     def _create_subtree(self, request: Request, message: CreateSubtree) -> None:
         config = parse_string(message.description, filename=f"<{':'.join(message.path)}>", use_library=False)
+        takeover = self.high_availability.takeover
+        stale = takeover.stale_parent(message.path, message.parent_endpoint) if takeover is not None else None
+        if stale is not None:  # an HARestarter's old copy, back: its children are the new one's now
+            request.reply(RequestFailed(error=f"{':'.join(message.path)} is not created for {message.parent_endpoint}: "
+                                        f"{stale}", hint="sd-actors status shows where the HARestarter runs"))
+            return
         parent_key = (message.parent_endpoint, message.path[:-1])
         with self._parents_lock:
             parent = self._remote_parents.get(parent_key)
@@ -287,6 +293,7 @@ class Daemon:
         """An event of a subtree hosted here for another daemon goes to that daemon too."""
         if len(event.path) < 2:
             return
+        components = self.system.runtime.components
         with self._parents_lock:
             # Only to the parent whose subtree it is (after a takeover, two parents may have hung
             # subtrees at the same path here), and not to one silent past --dead-after: it would hold
