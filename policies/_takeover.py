@@ -137,6 +137,8 @@ class Takeover:
         self._lost: dict[tuple[str, ...], tuple[int, str]] = {}
         """Takeovers this daemon claimed and lost: the epoch, and who holds it."""
         self._said: dict[tuple[str, ...], str] = {}
+        self._confirmed: set[tuple[tuple[str, ...], int, str]] = set()
+        """Replicas whose daemon said it runs them, since this daemon started."""
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="sd-actors-takeover", daemon=True)
@@ -310,6 +312,9 @@ class Takeover:
         except ComponentFailed:
             heard = float("inf")
         silent = min(heard, time.monotonic() - self._started)  # a daemon just started has heard nobody yet
+        if replica.host in live and (replica.path, replica.epoch, replica.host) not in self._confirmed:
+            self._confirm(replica)
+            return
         # The survivors take turns, by address, a lease apart: one claims at a time (two claiming the
         # same epoch at once could split the votes, and then nobody would win it).
         survivors = sorted(host for host in live if host != replica.host)
@@ -342,6 +347,22 @@ class Takeover:
         except Exception as error:  # noqa: BLE001 (said, and the application's status says it too)
             logger.error("takeover of %s failed: %s", ":".join(replica.path), error)
             self._lost[replica.path] = (replica.epoch + 1, self._ha.own_endpoint)
+
+    def _confirm(self, replica: Replica) -> None:
+        """Ask the daemon running ``replica`` whether it still does, once: a daemon that was away when
+        it was taken down (``sd-actors down``) forgets it then."""
+        try:
+            reply = self._ha.peers.link(replica.host).request(WhereIsRestarter(path=replica.path),
+                                                              timeout=2 * self._ha.peers.interval)
+        except (TimeoutError, OSError, ComponentFailed):
+            return  # asked again next round
+        if not isinstance(reply, RestarterWhereabouts):
+            return
+        if reply.epoch < 0 and self.replicas.forget(replica.path, replica.epoch):
+            logger.info("takeover: %s no longer keeps %s (taken down while this daemon was away): forgotten",
+                        replica.host, ":".join(replica.path))
+        else:
+            self._confirmed.add((replica.path, replica.epoch, replica.host))
 
     def _say(self, path: tuple[str, ...], text: str) -> None:
         """Log ``text`` once while it stays the same (the watch looks every heartbeat interval)."""
