@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sd_actors.policies._takeover import Replica, ReplicaStore
 from tests.policies import test_partition as partition
 from tests.policies.test_partition import (
     VMS,
@@ -28,9 +29,31 @@ plugin_folder = partition.plugin_folder  # the fixtures of test_partition.py: th
 pool = partition.pool                    # checker on each
 
 pytest_plugins = ["tests.hosts.fixtures"]
-pytestmark = pytest.mark.usefixtures("requires_netns")
 
 DEPLOYED = {"h2": ("vm1",), "h3": ("vm2", "vm3")}
+
+
+def test_a_replica_is_kept_on_disk_never_replaced_by_an_older_epoch_and_forgotten_up_to_an_epoch(
+        tmp_path: Path) -> None:
+    path = ("ha", "ha")
+    store = ReplicaStore(tmp_path / "restarters.sqlite3")
+    store.keep(Replica(app="ha", path=path, host="tcp://a:3800", epoch=0, description="sfConfig extends {}"))
+    taken = Replica(app="ha", path=path, host="tcp://b:3800", epoch=1, description="sfConfig extends {}")
+    store.keep(taken)
+    older_kept = store.keep(Replica(app="ha", path=path, host="tcp://a:3800", epoch=0, description="late"))
+    older_forgotten = store.forget(path, 0)
+    store.close()
+
+    reopened = ReplicaStore(tmp_path / "restarters.sqlite3")
+    kept = reopened.all()
+    forgotten = reopened.forget(path, 1)
+
+    assert not older_kept
+    assert not older_forgotten
+    assert kept == [taken]
+    assert forgotten
+    assert reopened.get(path) is None
+    reopened.close()
 
 
 def _status(pool: Pool, name: str, app: str = "ha") -> list[dict[str, object]]:
@@ -53,6 +76,7 @@ def _wait_until(condition: object, what: str) -> None:
         time.sleep(0.1)  # polling daemons in other namespaces: nothing to wait on here
 
 
+@pytest.mark.usefixtures("requires_netns")
 def test_a_survivor_takes_over_the_restarter_of_a_dead_host_without_stopping_its_vms(
         pool: Pool, tmp_path: Path) -> None:
     _up(pool, _description(pool, tmp_path, VMS))
@@ -102,6 +126,7 @@ def test_a_survivor_takes_over_the_restarter_of_a_dead_host_without_stopping_its
           f"{moved - lost:.2f} s after its kill")
 
 
+@pytest.mark.usefixtures("requires_netns")
 def test_a_cut_off_restarters_host_is_taken_over_and_once_healed_stops_nothing_even_parts_nested_in_a_compound(
         pool: Pool, tmp_path: Path) -> None:
     _up(pool, _description(pool, tmp_path, partition.NESTED))  # vm1 on h2, vm2 and vm3 on h3, in a group on h1
