@@ -761,7 +761,7 @@ class Daemon:
                     f"lost after a daemon restart: its description no longer resolves: {error}", (entry.name,)))
                 done.append(f"{entry.name}: lost ({error.message})")
                 continue
-            threading.Thread(target=self._run_deploy, args=(entry.name, config), daemon=True,
+            threading.Thread(target=self._redeploy, args=(entry.name, config), daemon=True,
                              name=f"sd-actors-recover-{entry.name}").start()
             done.append(f"{entry.name}: re-deploying after a restart ({len(recovery.components)} components "
                         "were journaled)")
@@ -771,6 +771,11 @@ class Daemon:
             self.journal.mark_terminated(recovery.application.name, record)
             done.append(f"{recovery.application.name}: termination completed after a restart")
         return done
+
+    def _redeploy(self, app: str, config: ComponentDescription) -> None:
+        # HA components never start before this daemon holds its lease (policies/README.md).
+        if self.high_availability.wait_to_redeploy(app, config):
+            self._run_deploy(app, config)
 
     def announce_ready(self) -> str:
         """Write the readiness file and return the line to print."""

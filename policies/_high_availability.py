@@ -10,11 +10,12 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
-from sd_actors.actors import ComponentFailed, TerminationRecord
+from sd_actors.actors import Component, ComponentFailed, TerminationRecord
+from sd_actors.descriptions import ComponentDescription
 from sd_actors.net._protocol import (
     ClaimAnswer,
     ClaimRestart,
@@ -86,6 +87,7 @@ class HighAvailability:
         self._domains: dict[tuple[str, ...], GuardedDomain] = {}
         self._domains_lock = threading.Lock()
         self._holding: bool | None = None
+        self._started = time.monotonic()
         self._stopped = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._keep_lease, name="sd-actors-lease", daemon=True)
@@ -109,6 +111,22 @@ class HighAvailability:
     def holds_lease(self) -> bool:
         """Whether this daemon's lease runs long enough that it need not fence."""
         return self.lease_expiry() - time.monotonic() >= self.terms.fence_before
+
+    def wait_to_redeploy(self, app: str, config: ComponentDescription) -> bool:
+        """Before this daemon re-deploys ``app`` from its journal after a restart: an application with
+        an HARestarter waits until this daemon holds a lease (at once when it continues the lease of
+        its previous run). Its HA components must not start here while the pool may be restarting
+        them elsewhere: only a daemon that holds its lease may run them. False: the daemon stopped."""
+        if not _holds_restarter(config, self.system.runtime.component_types):
+            return True
+        check = min(self.peers.interval, self.terms.fence_before / 4)
+        if not self.holds_lease():
+            logger.warning("%s: re-deployed once this daemon holds a lease (a majority of the pool answers it): "
+                           "its HA components may not run here before", app)
+        while not self.holds_lease():
+            if self._stopped.wait(check):
+                return False
+        return True
 
     def _keep_lease(self) -> None:
         check = min(self.peers.interval, self.terms.fence_before / 4)
@@ -236,6 +254,10 @@ class HighAvailability:
             if silent < needed:
                 return ClaimAnswer(granted=False, reason=f"{host} was heard from {silent:.2f} s ago; its lease may "
                                    f"still run (wait {needed:g} s after its last news)")
+            running = time.monotonic() - self._started
+            if running < needed:  # restarted, it may have heard that host just before
+                return ClaimAnswer(granted=False, reason=f"this daemon started {running:.2f} s ago: it cannot "
+                                   f"vouch that {host} has been silent for {needed:g} s")
         refusal = self.takeover.refuse_claim(claim) if self.takeover is not None else None
         if refusal is not None:
             return refusal
@@ -305,6 +327,17 @@ class HighAvailability:
         if self.takeover is not None:
             self.takeover.close()
         self.ledger.close()
+
+
+def _holds_restarter(description: ComponentDescription, types: Mapping[str, type[Component]]) -> bool:
+    """Whether ``description`` or a component nested in it is an HARestarter."""
+    from sd_actors.policies._restarter import HARestarter  # it builds on this module
+
+    component_type = types.get(str(description.get("sfClass", "")))
+    if component_type is not None and issubclass(component_type, HARestarter):
+        return True
+    return any(_holds_restarter(value, types) for value in description.values()
+               if isinstance(value, ComponentDescription) and value.eager)
 
 
 # -- sd-actors domains, sd-actors forget-host -----------------------------------------------------------

@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +46,14 @@ logger = logging.getLogger(__name__)
 SOCKET_FILE: Final = "watchdog.sock"
 LOCK_FILE: Final = "watchdog.lock"
 LOG_FILE: Final = "watchdog.log"
+START_TIMEOUT: Final = 5.0
+"""Seconds a daemon waits for the watchdog it started to listen (a few tens of milliseconds usually)."""
 FIRST_CONTACT: Final = 10.0
 """Seconds a watchdog started by a daemon waits for it to connect before it leaves."""
 RETRY: Final = 0.2
-"""Seconds between two attempts at a destroy that failed (libvirtd restarting, say)."""
+"""Seconds before a destroy that failed (libvirtd restarting, say) is tried again, doubled after each
+failure up to :data:`MAX_RETRY`: the watchdog never gives up on a domain that may still run."""
+MAX_RETRY: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,41 +94,53 @@ class HostWatchdog:
         self.adopted_pid: int | None = None
         self._socket: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._started_at = -math.inf
+        self._guarding = False
 
     @classmethod
     def open(cls, state_dir: Path, endpoint: str) -> HostWatchdog:
-        """Adopt the watchdog running for ``state_dir``; start one (in the background) if none does."""
+        """Adopt the watchdog running for ``state_dir``, or start one and connect to it."""
         watchdog = cls(state_dir, endpoint)
-        if watchdog._connect():
-            return watchdog
-        watchdog._start()
+        if not watchdog._connect():
+            watchdog._start()
         return watchdog
 
     def report(self, news: LeaseNews, domains: Iterable[GuardedDomain]) -> bool:
         """Tell the watchdog the lease and the HA domains running now; False if it cannot be reached
-        (it is started again, and hears the next report)."""
+        (started again, at most every :data:`START_TIMEOUT` seconds, it hears the next report)."""
         if self._socket is None and not self._connect():
-            if self._process is None or self._process.poll() is not None:
-                logger.warning("watchdog: not running for %s; starting it again", self.state_dir)
-                self._start()
-            return False
+            if time.monotonic() - self._started_at < START_TIMEOUT:
+                return False
+            logger.warning("watchdog: none answers for %s; starting one", self.state_dir)
+            if not self._start():
+                return False
         assert self._socket is not None
+        listed = [[d.hypervisor, d.uuid, d.component] for d in domains]
         line = json.dumps({"endpoint": news.endpoint, "lease_expiry": news.lease_expiry,
-                           "fence_before": news.fence_before,
-                           "domains": [[d.hypervisor, d.uuid, d.component] for d in domains]})
+                           "fence_before": news.fence_before, "domains": listed})
         try:
             self._socket.sendall(line.encode() + b"\n")
         except OSError:
             self._disconnect()
             return False
+        self._guarding = bool(listed)
         return True
 
     def close(self) -> None:
-        """Stop talking to the watchdog: it keeps guarding what it was last told, under that lease."""
+        """Stop talking to the watchdog: it keeps guarding what it was last told, under that lease
+        (guarding nothing, it leaves at once, and a watchdog this daemon started is reaped)."""
         self._disconnect()
-        if self._process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(0)  # reaped if it already left; otherwise it outlives this daemon
+        process, self._process = self._process, None
+        if process is None:
+            return
+        deadline = time.monotonic() + (0 if self._guarding else 1.0)
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # it leaves as soon as it sees this daemon gone
+        if process.returncode is None:
+            # It outlives this daemon on purpose; subprocess reaps it later, once it has left.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                del process
 
     def _connect(self) -> bool:
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -148,15 +165,21 @@ class HostWatchdog:
             logger.warning("watchdog: while no daemon renewed the lease it destroyed %s", fenced)
         return True
 
-    def _start(self) -> None:
+    def _start(self) -> bool:
+        """Start a watchdog for the folder and connect to it (to another one if it won the folder's lock)."""
+        self._started_at = time.monotonic()
         # Its own session: a signal to the daemon's process group (Ctrl-C) does not reach it.
-        log = (self.state_dir / LOG_FILE).open("ab")
-        try:
+        with (self.state_dir / LOG_FILE).open("ab") as log:
             self._process = subprocess.Popen([sys.executable, __file__, str(self.state_dir)],
                                              stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                              start_new_session=True, close_fds=True)
-        finally:
-            log.close()
+        while time.monotonic() < self._started_at + START_TIMEOUT:
+            if self._connect():
+                return True
+            time.sleep(0.01)  # it binds its socket within a few tens of milliseconds
+        logger.error("watchdog: the one started for %s does not answer; see %s", self.state_dir,
+                     self.state_dir / LOG_FILE)
+        return False
 
     def _disconnect(self) -> None:
         if self._socket is not None:
@@ -171,6 +194,7 @@ class _Guard:
     fence_at: float
     connection: int
     """Which daemon connection reported it last (a later one takes it over by reporting it)."""
+    failures: int = 0
 
 
 class _Watchdog:
@@ -209,7 +233,8 @@ class _Watchdog:
             except Exception as error:  # noqa: BLE001 (libvirt unreachable: try again shortly)
                 logger.error("could not destroy %s (domain %s on %s): %s; trying again", guard.domain.component,
                              uuid, guard.domain.hypervisor, error)
-                guard.fence_at = now + RETRY
+                guard.fence_at = now + min(RETRY * 2 ** guard.failures, MAX_RETRY)
+                guard.failures += 1
                 continue
             del self.guards[uuid]
             what = f"{guard.domain.component} (domain {uuid} on {guard.domain.hypervisor})"
@@ -259,6 +284,33 @@ class _Watchdog:
         return json.dumps(greeting).encode() + b"\n"
 
 
+@dataclass(slots=True)
+class _Client:
+    """The connection of the daemon that speaks for the folder now."""
+
+    socket: socket.socket
+    number: int
+    buffered: bytes = b""
+
+    def read(self, watchdog: _Watchdog) -> bool:
+        """Take in every report that has come; False once the daemon has closed the connection."""
+        while True:
+            try:
+                data = self.socket.recv(65536)
+            except BlockingIOError:
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                return False
+            *lines, self.buffered = (self.buffered + data).split(b"\n")
+            for line in lines:
+                try:
+                    watchdog.hear(self.number, json.loads(line))
+                except (ValueError, KeyError, TypeError) as error:
+                    logger.error("ignored a malformed report %r: %s", line[:200], error)
+
+
 def serve(state_dir: Path) -> int:
     """Watch ``state_dir``'s daemon until it guards nothing and no daemon is connected; 0 when done
     (or when another watchdog already watches the folder)."""
@@ -279,15 +331,14 @@ def serve(state_dir: Path) -> int:
     logger.info("watching the daemon of %s", state_dir)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
-    client: socket.socket | None = None
-    buffered = b""
-    connection_number = 0
+    client: _Client | None = None
+    connections = 0
     idle_since = time.monotonic()
     try:
         while True:
             now = time.monotonic()
             watchdog.fence_due(now)
-            if client is None and not watchdog.guards and now - idle_since > (FIRST_CONTACT if connection_number == 0
+            if client is None and not watchdog.guards and now - idle_since > (FIRST_CONTACT if connections == 0
                                                                                 else 0):
                 logger.info("nothing to guard and no daemon: leaving")
                 return 0
@@ -296,35 +347,23 @@ def serve(state_dir: Path) -> int:
                 if key.fileobj is listener:
                     accepted, _ = listener.accept()
                     if client is not None:  # the newest daemon of this folder speaks for it
-                        selector.unregister(client)
-                        client.close()
-                    client, buffered = accepted, b""
-                    connection_number += 1
-                    client.sendall(watchdog.greeting())
-                    selector.register(client, selectors.EVENT_READ)
-                    logger.info("a daemon connected (connection %d)", connection_number)
-                    continue
-                assert client is not None
-                try:
-                    data = client.recv(65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    selector.unregister(client)
-                    client.close()
+                        client.read(watchdog)  # after what the previous one said last
+                        selector.unregister(client.socket)
+                        client.socket.close()
+                    connections += 1
+                    client = _Client(accepted, connections)
+                    client.socket.sendall(watchdog.greeting())
+                    client.socket.setblocking(False)
+                    selector.register(client.socket, selectors.EVENT_READ)
+                    logger.info("a daemon connected (connection %d)", connections)
+                elif client is not None and key.fileobj is client.socket and not client.read(watchdog):
+                    selector.unregister(client.socket)
+                    client.socket.close()
                     client = None
                     idle_since = time.monotonic()
                     logger.info("the daemon disconnected; %d domains stay guarded until %s", len(watchdog.guards),
                                 f"{watchdog.next_deadline():.3f}" if watchdog.guards else "-")
-                    continue
-                buffered += data
-                *lines, buffered = buffered.split(b"\n")
-                for line in lines:
-                    try:
-                        watchdog.hear(connection_number, json.loads(line))
-                    except (ValueError, KeyError, TypeError) as error:
-                        logger.error("ignored a malformed report %r: %s", line[:200], error)
-                watchdog.prepare()
+            watchdog.prepare()
     finally:
         path.unlink(missing_ok=True)
         listener.close()

@@ -414,9 +414,10 @@ def _wait_for_status(pool: Pool, name: str, app: str, wanted: str) -> dict[str, 
     while True:
         result = pool.cli("status", app, "--json", "--host", pool.endpoint(name))
         if result.returncode == 0:
-            (application,) = json.loads(result.stdout)["applications"]
-            if application["status"] == wanted and {c["state"] for c in application["components"]} == {"started"}:
-                return application  # type: ignore[no-any-return]
+            # The application as this daemon runs it (a daemon also lists the HARestarters it keeps a replica of).
+            for application in json.loads(result.stdout)["applications"]:
+                if application["status"] == wanted and {c["state"] for c in application["components"]} == {"started"}:
+                    return application  # type: ignore[no-any-return]
         if time.monotonic() > deadline:
             raise AssertionError(f"{app} on {name}: {result.stdout or result.stderr}")
         time.sleep(0.1)  # polling a daemon in another namespace: nothing to wait on here

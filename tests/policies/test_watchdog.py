@@ -25,8 +25,18 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from sd_actors.actors._daemon import DaemonSettings, open_daemon
+from sd_actors.net._protocol import ClaimRestart
 from sd_actors.plugins._libvirt_events import open_connection
-from tests.actors.daemon_helpers import DaemonProcess, User, eventually, free_port, json_of
+from sd_actors.policies._watchdog import GuardedDomain, HostWatchdog, LeaseNews
+from tests.actors.daemon_helpers import (
+    DaemonProcess,
+    User,
+    eventually,
+    free_port,
+    json_of,
+    wait_for_process_exit,
+)
 from tests.plugins.guest import Guest
 from tests.plugins.hosts_xml import write_test_host
 
@@ -37,6 +47,47 @@ DEAD_AFTER = 6.0
 others restart its parts only after 7.5 s (lease + margin) of silence."""
 TIMINGS = ("--heartbeat-interval", "0.2", "--suspect-after", "0.6", "--dead-after", str(DEAD_AFTER))
 WAIT = 20.0
+
+
+def test_the_watchdog_of_a_folder_tells_the_next_daemon_there_the_lease_it_last_heard_of(tmp_path: Path) -> None:
+    endpoint = "tcp://127.0.0.1:3800"
+    news = LeaseNews(endpoint=endpoint, lease_expiry=time.monotonic() + 60, fence_before=30)
+    domain = GuardedDomain("qemu:///system", str(uuid.uuid4()), "app:ha:vm")  # nothing destroys it: 30 s away
+    first = HostWatchdog.open(tmp_path, endpoint)
+    eventually(lambda: first.report(news, [domain]), timeout=WAIT, what="the watchdog started and listening")
+    first.close()
+
+    elsewhere = HostWatchdog.open(tmp_path, "tcp://10.0.0.9:3800")  # a daemon with another address
+    elsewhere.close()
+    again = HostWatchdog.open(tmp_path, endpoint)
+    again.report(news, [domain])
+    again.report(news, [])  # its component ended: nothing left to guard
+    again.close()
+
+    assert elsewhere.adopted_pid is not None
+    assert elsewhere.inherited is None
+    assert again.adopted_pid == elsewhere.adopted_pid
+    assert again.inherited == news
+    assert wait_for_process_exit(again.adopted_pid, timeout=WAIT)  # nothing to guard, no daemon: it leaves
+    assert not (tmp_path / "watchdog.sock").exists()
+
+
+def test_a_daemon_just_started_grants_no_claim_that_needs_the_silence_of_another_host(tmp_path: Path) -> None:
+    silent = f"tcp://127.0.0.1:{free_port()}"  # a peer that never answers
+    settings = DaemonSettings(bind=f"tcp://127.0.0.1:{free_port()}", state_dir=tmp_path / "state", insecure=True,
+                              peers=(silent,), heartbeat_interval=0.1, suspect_after=0.2, dead_after=0.4)
+    claim = ClaimRestart(path=("app", "vm"), generation=1, claimant="tcp://127.0.0.1:1", unreachable=(silent,))
+
+    with open_daemon(settings) as daemon:
+        at_start = daemon.high_availability.answer_claim(claim)
+        later = eventually(lambda: daemon.high_availability.answer_claim(claim).granted, timeout=WAIT,
+                           what="the claim granted once lease + margin have passed since the start")
+
+    # It never heard from that host, but it may have, just before a restart: it waits lease + margin.
+    assert not at_start.granted
+    assert "this daemon started" in at_start.reason
+    assert "cannot vouch that" in at_start.reason
+    assert later
 
 
 @dataclass
@@ -126,6 +177,24 @@ def pool(tmp_path: Path, qemu_hypervisor: str) -> Iterator[Pool]:
                 leftover.undefine()
         finally:
             connection.close()
+        # The guest is gone: its watchdog need not wait for the lease of a stopped daemon to run out
+        # (and the session's libvirtd may be stopped before that).
+        for pid in _watchdogs(pool.qemu):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+def _watchdogs(daemon: DaemonProcess) -> set[int]:
+    """The watchdog processes the daemon started that still run (each writes its pid in its log)."""
+    log = daemon.state_dir / "watchdog.log"
+    pids = {int(line.split("watchdog[")[1].split("]")[0]) for line in (log.read_text() if log.exists() else "")
+            .splitlines() if "watchdog[" in line}
+    running = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if str(daemon.state_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                running.add(pid)
+    return running
 
 
 def _guest_on_its_own_daemon(pool: Pool, folder: Path, guest: Guest, qemu_pool: tuple[str, Path],
@@ -160,7 +229,7 @@ def _watchdog_log(daemon: DaemonProcess) -> str:
     return (daemon.state_dir / "watchdog.log").read_text()
 
 
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGSTOP], ids=["kill-9", "sigstop"])
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGSTOP, signal.SIGTERM], ids=["kill-9", "sigstop", "sigterm"])
 def test_the_watchdog_destroys_the_ha_guest_of_a_daemon_killed_or_frozen_before_its_lease_ends(
         pool: Pool, tmp_path: Path, guest: Guest, qemu_pool: tuple[str, Path], root_tree: Path,
         stop: signal.Signals) -> None:
@@ -177,7 +246,7 @@ def test_the_watchdog_destroys_the_ha_guest_of_a_daemon_killed_or_frozen_before_
     assert uuid_before is not None
     assert uuid_before[1]
     assert pool.guest() == (uuid_before[0], False)  # destroyed, still defined: its volumes are kept
-    assert f"destroyed guarded:ha:vm (domain {uuid_before[0]} on {pool.hypervisor})" in _watchdog_log(pool.qemu)
+    assert f"destroying guarded:ha:vm (domain {uuid_before[0]} on {pool.hypervisor})" in _watchdog_log(pool.qemu)
     print(f"{stop.name}: guest destroyed {destroyed - stopped:.2f} s after its daemon stopped "
           f"(lease end: at most {DEAD_AFTER:g} s)")
 
@@ -186,8 +255,7 @@ def test_a_daemon_restarted_within_its_lease_adopts_the_watchdog_and_its_guest_k
         pool: Pool, tmp_path: Path, guest: Guest, qemu_pool: tuple[str, Path], root_tree: Path) -> None:
     _up(pool, _guest_on_its_own_daemon(pool, tmp_path, guest, qemu_pool, root_tree), pool.qemu)
     before = pool.guest()
-    watchdog_pid = int(next(line for line in _watchdog_log(pool.qemu).splitlines()
-                            if "watching the daemon" in line).split("watchdog[")[1].split("]")[0])
+    (watchdog_pid,) = _watchdogs(pool.qemu)
     seen_stopped: list[float] = []
     watching = threading.Event()
 
@@ -264,3 +332,32 @@ sfConfig extends Compound {{
     assert pool.running_elsewhere() == elsewhere
     print(f"guest destroyed {destroyed - killed:.2f} s after kill -9, its part running elsewhere "
           f"{restarted_elsewhere - killed:.2f} s after (not before lease + margin: {DEAD_AFTER * 1.25:g} s)")
+
+
+def test_a_daemon_back_after_its_lease_ended_starts_its_ha_guest_only_once_it_holds_a_lease_again(
+        pool: Pool, tmp_path: Path, guest: Guest, qemu_pool: tuple[str, Path], root_tree: Path) -> None:
+    _up(pool, _guest_on_its_own_daemon(pool, tmp_path, guest, qemu_pool, root_tree), pool.qemu)
+    before = pool.guest()
+    pool.qemu.kill()
+    pool.wait_for_guest(running=False)  # the watchdog's doing
+    for peer in (pool.a, pool.b):  # frozen: the qemu daemon, back, hears no majority
+        os.kill(peer.pid, signal.SIGSTOP)
+
+    pool.qemu.start()
+    back = time.monotonic()
+    waiting = []
+    while time.monotonic() < back + 2.0:  # longer than its re-deploy takes (about 1 s) when nothing holds it
+        waiting.append(pool.guest())
+        time.sleep(0.05)  # libvirt's own state: nothing to wait on but polling it
+    for peer in (pool.a, pool.b):
+        os.kill(peer.pid, signal.SIGCONT)
+    eventually(lambda: _running_copies(pool) == 1, timeout=WAIT, what="the guest running once in the pool")
+
+    assert before is not None
+    assert set(waiting) == {(before[0], False)}
+    assert "guarded: re-deployed once this daemon holds a lease" in pool.qemu.log()
+
+
+def _running_copies(pool: Pool) -> int:
+    guest = pool.guest()
+    return (1 if guest is not None and guest[1] else 0) + len(pool.running_elsewhere())
