@@ -29,43 +29,45 @@ class ProgressStream:
         self._send = send
         self._gather = gather
         self._limit = limit
-        self._lock = threading.Lock()
+        # One lock for everything, held while a frame is sent: frames leave in the order of their notices.
+        self._changed = threading.Condition()
         self._pending: list[LifecycleNotice] = []
-        self._due = threading.Event()
-        self._closed = threading.Event()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="sd-actors-progress", daemon=True)
         self._thread.start()
 
     def add(self, notice: LifecycleNotice) -> None:
-        with self._lock:
-            if self._closed.is_set():
+        with self._changed:
+            if self._closed:
                 return
             self._pending.append(notice)
             if notice.new == "failed" or len(self._pending) >= self._limit:
                 self._send_pending()
             elif len(self._pending) == 1:
-                self._due.set()
+                self._changed.notify()
 
     def close(self) -> None:
         """Send what is waiting and stop; later notices are dropped."""
-        with self._lock:
+        with self._changed:
             self._send_pending()
-            self._closed.set()
-        self._due.set()
+            self._closed = True
+            self._changed.notify()
         if self._thread is not threading.current_thread():
             self._thread.join()
 
     def _run(self) -> None:
-        while True:
-            self._due.wait()
-            if self._closed.wait(self._gather):
-                return
-            with self._lock:
-                self._due.clear()
+        with self._changed:
+            while True:
+                while not self._pending and not self._closed:
+                    self._changed.wait()
+                if not self._closed:
+                    self._changed.wait(self._gather)  # company for the first notice (close() ends it early)
+                if self._closed:
+                    return  # close() sent what was waiting
                 self._send_pending()
 
     def _send_pending(self) -> None:
-        """The caller holds the lock: frames leave in the order their notices came."""
+        """The caller holds the lock."""
         if self._pending:
             notices, self._pending = tuple(self._pending), []
             self._send(LifecycleNotices(notices=notices))
