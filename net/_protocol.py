@@ -412,8 +412,10 @@ class ClaimRestart:
     claimant: str
     unreachable: tuple[str, ...] = ()
     restarter: tuple[str, ...] = ()
-    """The HARestarter that claims (its path), and ``epoch``, how many takeovers it has been through:
-    a daemon refuses the claims of an HARestarter that was taken over since (a stale copy)."""
+    """The HARestarter that claims (its path), its ``incarnation`` (which deployment of it) and its
+    ``epoch`` (how many takeovers it has been through): a daemon refuses the claims of an
+    HARestarter that was taken over since (a stale copy)."""
+    incarnation: str = ""
     epoch: int = 0
 
 
@@ -473,6 +475,8 @@ class ReplicateRestarter:
     """The endpoint of the daemon that runs it."""
     epoch: int
     """How many takeovers it has been through (0: it runs where it was deployed)."""
+    incarnation: str
+    """Which deployment of it (``sd-actors up``): a new one starts again at epoch 0."""
     description: str
     """An sfConfig in .sf notation: the HARestarter as it is now (its children's hosts and
     generations) under its ancestors, reduced to Compounds that keep their own attributes."""
@@ -481,18 +485,21 @@ class ReplicateRestarter:
 @wire_message("sd.forget_restarter")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ForgetRestarter:
-    """The HARestarter at ``path`` (of ``epoch`` or older) ended (``sd-actors down``): forget it."""
+    """The HARestarter at ``path`` (of ``incarnation``, ``epoch`` or older) ended (``sd-actors down``):
+    forget it."""
 
     path: tuple[str, ...]
+    incarnation: str
     epoch: int
 
 
 @wire_message("sd.where_is_restarter")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WhereIsRestarter:
-    """Where the HARestarter at ``path`` runs, as far as the daemon asked knows."""
+    """Where the HARestarter at ``path`` (of ``incarnation``) runs, as far as the daemon asked knows."""
 
     path: tuple[str, ...]
+    incarnation: str = ""
 
 
 @wire_message("sd.restarter_whereabouts")

@@ -296,12 +296,12 @@ class HighAvailability:
         return not isinstance(reply, RequestFailed) or "no component" in reply.error
 
     def claim(self, path: tuple[str, ...], generation: int, unreachable: tuple[str, ...], *,
-              restarter: tuple[str, ...] = (), epoch: int = 0) -> ClaimOutcome:
+              restarter: tuple[str, ...] = (), incarnation: str = "", epoch: int = 0) -> ClaimOutcome:
         """Ask the whole pool to grant this daemon the restart of ``path`` as ``generation``, once the
         ``unreachable`` daemons that ran parts of it are out of their leases; ``restarter`` (the
-        HARestarter's path) of ``epoch`` claims it (policies/_takeover.py)."""
+        HARestarter's path) of ``incarnation`` and ``epoch`` claims it (policies/_takeover.py)."""
         claim = ClaimRestart(path=path, generation=generation, claimant=self.own_endpoint, unreachable=unreachable,
-                             restarter=restarter, epoch=epoch)
+                             restarter=restarter, incarnation=incarnation, epoch=epoch)
         if not self.holds_lease():
             # Out of contact with the majority: no claim can win, and what it would start here
             # would be fenced at once. (Just started: the first heartbeats are answered shortly.)

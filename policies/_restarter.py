@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
@@ -23,7 +24,7 @@ from sd_actors.descriptions import ComponentDescription, to_sf
 from sd_actors.plugins.hookspecs import hookimpl
 from sd_actors.policies._high_availability import HA_GENERATION, HIGH_AVAILABILITY_KEY, HighAvailability
 from sd_actors.policies._placement import RESERVATION_ATTRIBUTE
-from sd_actors.policies._takeover import EPOCH_ATTRIBUTE, Replica
+from sd_actors.policies._takeover import EPOCH_ATTRIBUTE, INCARNATION_ATTRIBUTE, Replica
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -98,6 +99,7 @@ class HARestarter(Component):
         self._restarts = 0
         self._timers: list[Timer] = []
         self._epoch = 0
+        self._incarnation = ""
         self._taken_over_by = ""
         self._ended_elsewhere = False
         self._lost_at_takeover: dict[str, tuple[str, ...]] = {}
@@ -107,6 +109,7 @@ class HARestarter(Component):
         services = self.context.shared(HIGH_AVAILABILITY_KEY, lambda: None)
         self._services = services if isinstance(services, HighAvailability) else None
         self._epoch = _whole(self.context, EPOCH_ATTRIBUTE, 0)
+        self._incarnation = self._incarnation_of()
         children = {name: value for name, value in self.context.description.items()
                     if isinstance(value, ComponentDescription) and value.eager}
         if self._taken_over():
@@ -132,6 +135,16 @@ class HARestarter(Component):
                     self._lost_at_takeover[name] = lost
                     description.eager = False  # the runtime creates eager children only
 
+    def _incarnation_of(self) -> str:
+        """Which deployment of this HARestarter this is: a taker's description says; a daemon that
+        re-deploys it after a restart kept it in its replica; a new ``sd-actors up`` makes one."""
+        written = self.context.description.get(INCARNATION_ATTRIBUTE)
+        if isinstance(written, str) and written:
+            return written
+        takeover = self._services.takeover if self._services is not None else None
+        kept = takeover.replicas.get(self.context.path) if takeover is not None else None
+        return kept.incarnation if kept is not None else uuid.uuid4().hex
+
     def _taken_over(self) -> bool:
         """Whether the pool took this HARestarter over since this copy's epoch (asked when this daemon
         holds a replica of it: it ran here before, and this daemon re-deploys it after a restart)."""
@@ -139,7 +152,7 @@ class HARestarter(Component):
         takeover = services.takeover if services is not None else None
         if services is None or takeover is None or takeover.replicas.get(self.context.path) is None:
             return False
-        news = takeover.where_is(self.context.path, timeout=max(2 * services.peers.interval, 0.5))
+        news = takeover.where_is(self.context.path, self._incarnation, timeout=max(2 * services.peers.interval, 0.5))
         newest = max(news.epoch, news.taken_over)
         if newest <= self._epoch or news.host == services.own_endpoint:
             return False
@@ -183,7 +196,7 @@ class HARestarter(Component):
             if record.is_normal:  # sd-actors down here: where it went, it goes too
                 takeover.forward_down(self.context.path[0], self.context.path)
         elif record.kind != DETACHED:  # a daemon that stops leaves it to be taken over
-            takeover.forget(self.context.path, self._epoch)
+            takeover.forget(self.context.path, self._incarnation, self._epoch)
 
     def child_terminated(self, child: ComponentRef, record: TerminationRecord) -> Reaction:
         name = child.name
@@ -211,6 +224,7 @@ class HARestarter(Component):
         path = self.context.path
         config = self.context.description.thaw()
         config.set(EPOCH_ATTRIBUTE, self._epoch)
+        config.set(INCARNATION_ATTRIBUTE, self._incarnation)
         ancestor = self.context.parent
         while ancestor is not None and ancestor.path:
             # Ancestors as Compounds with their own attributes, so that inherited ones hold.
@@ -223,7 +237,7 @@ class HARestarter(Component):
             holder.set(path[len(ancestor.path)], config)
             config, ancestor = holder, ancestor.parent
         services.takeover.replicate(Replica(app=path[0], path=path, host=services.own_endpoint, epoch=self._epoch,
-                                            description=to_sf(config)))
+                                            incarnation=self._incarnation, description=to_sf(config)))
 
     # -- restarting ----------------------------------------------------------------------------------------
     def _ended(self, name: str, record: TerminationRecord, child: ComponentRef | None) -> None:
@@ -270,7 +284,7 @@ class HARestarter(Component):
                     unreachable.add(host)
             asked = replace(pending, unreachable=tuple(sorted(unreachable)))
             outcome = services.claim(path, asked.generation, asked.unreachable, restarter=self.context.path,
-                                     epoch=self._epoch)
+                                     incarnation=self._incarnation, epoch=self._epoch)
             self.context.call_soon(lambda: self._answered(name, asked, outcome))
 
         threading.Thread(target=ask_pool, name=f"sd-actors-claim-{name}", daemon=True).start()
@@ -283,7 +297,8 @@ class HARestarter(Component):
         services = self._services
         assert services is not None
         replica = services.takeover.replicas.get(self.context.path) if services.takeover is not None else None
-        if not outcome.won and replica is not None and replica.epoch > self._epoch:
+        if not outcome.won and replica is not None and replica.incarnation == self._incarnation and (
+                replica.epoch > self._epoch):
             # A survivor took this HARestarter over while this daemon was cut off: the children are its.
             logger.warning("%s was taken over by %s (epoch %d): this copy restarts nothing any more",
                            ":".join(self.context.path), replica.host, replica.epoch)

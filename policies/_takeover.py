@@ -6,7 +6,8 @@ Every daemon keeps a replica of each HARestarter of the pool: what it takes to d
 daemon when it deploys or restarts something and kept in ``restarters.sqlite3`` in the state
 folder. When the daemon running an HARestarter has been silent for the lease plus the margin, the
 survivors claim its next epoch through the restart ledger, as a restart is claimed (the key is the
-HARestarter's path with ``#takeover``): one wins, and deploys it under the same application name;
+HARestarter's path, ``#takeover`` and its incarnation, which tells one ``sd-actors up`` of it from
+the next): one wins, and deploys it under the same application name;
 the daemons running its children hand them over, as they do to a parent that comes back. A copy
 from an older epoch is refused by the pool from then on: its restart claims, and its requests for
 its children again.
@@ -44,10 +45,12 @@ logger = logging.getLogger(__name__)
 
 REPLICAS_FILE_NAME: Final = "restarters.sqlite3"
 TAKEOVER: Final = "#takeover"
-"""The last step of the ledger key an HARestarter's takeover is claimed under, (its path, ``#takeover``):
-no component is named so (names are identifiers)."""
+"""In the ledger key an HARestarter's takeover is claimed under, (its path, ``#takeover``, its
+incarnation): no component is named so (names are identifiers)."""
 EPOCH_ATTRIBUTE: Final = "haEpoch"
 """How many takeovers an HARestarter has been through, written into the description a taker deploys."""
+INCARNATION_ATTRIBUTE: Final = "haIncarnation"
+"""Which deployment of an HARestarter (chosen when it is first deployed), written into its replica."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,11 +61,22 @@ class Replica:
     path: tuple[str, ...]
     host: str
     epoch: int
+    incarnation: str
     description: str
 
     def message(self) -> ReplicateRestarter:
         return ReplicateRestarter(app=self.app, path=self.path, host=self.host, epoch=self.epoch,
-                                  description=self.description)
+                                  incarnation=self.incarnation, description=self.description)
+
+    @property
+    def takeover_key(self) -> tuple[str, ...]:
+        """The restart ledger's key for its takeovers (with the epoch as the generation)."""
+        return takeover_key(self.path, self.incarnation)
+
+
+def takeover_key(path: tuple[str, ...], incarnation: str) -> tuple[str, ...]:
+    """The restart ledger's key for the takeovers of the HARestarter at ``path`` of ``incarnation``."""
+    return (*path, TAKEOVER, incarnation)
 
 
 class ReplicaStore:
@@ -74,38 +88,45 @@ class ReplicaStore:
         self._connection.execute("PRAGMA synchronous=FULL")
         self._connection.execute(
             "CREATE TABLE IF NOT EXISTS restarters (path TEXT PRIMARY KEY, app TEXT NOT NULL, host TEXT NOT NULL, "
-            "epoch INTEGER NOT NULL, description TEXT NOT NULL, updated REAL NOT NULL)")
+            "epoch INTEGER NOT NULL, incarnation TEXT NOT NULL, description TEXT NOT NULL, updated REAL NOT NULL)")
         self._lock = threading.Lock()
 
     def keep(self, replica: Replica) -> bool:
-        """Keep ``replica`` unless one of a newer epoch is kept; whether it was kept."""
+        """Keep ``replica`` unless one of a newer epoch of the same incarnation is kept (another
+        incarnation is a new deployment: it replaces the old); whether it was kept."""
         with self._lock:
             cursor = self._connection.execute(
-                "INSERT INTO restarters (path, app, host, epoch, description, updated) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (path) DO UPDATE SET app = excluded.app, host = excluded.host, epoch = excluded.epoch, "
-                "description = excluded.description, updated = excluded.updated WHERE excluded.epoch >= epoch",
-                (":".join(replica.path), replica.app, replica.host, replica.epoch, replica.description, time.time()))
+                "INSERT INTO restarters (path, app, host, epoch, incarnation, description, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET app = excluded.app, "
+                "host = excluded.host, epoch = excluded.epoch, incarnation = excluded.incarnation, "
+                "description = excluded.description, updated = excluded.updated "
+                "WHERE excluded.epoch >= epoch OR excluded.incarnation != incarnation",
+                (":".join(replica.path), replica.app, replica.host, replica.epoch, replica.incarnation,
+                 replica.description, time.time()))
             return cursor.rowcount > 0
 
-    def forget(self, path: tuple[str, ...], epoch: int) -> bool:
-        """Forget the replica at ``path`` if its epoch is ``epoch`` or older; whether one was forgotten."""
+    def forget(self, path: tuple[str, ...], incarnation: str, epoch: int) -> bool:
+        """Forget the replica at ``path`` if it is of ``incarnation``, at ``epoch`` or older; whether one was."""
         with self._lock:
-            cursor = self._connection.execute("DELETE FROM restarters WHERE path = ? AND epoch <= ?",
-                                              (":".join(path), epoch))
+            cursor = self._connection.execute(
+                "DELETE FROM restarters WHERE path = ? AND incarnation = ? AND epoch <= ?",
+                (":".join(path), incarnation, epoch))
             return cursor.rowcount > 0
 
     def get(self, path: tuple[str, ...]) -> Replica | None:
         with self._lock:
-            row = self._connection.execute("SELECT app, host, epoch, description FROM restarters WHERE path = ?",
-                                           (":".join(path),)).fetchone()
-        return None if row is None else Replica(app=row[0], path=path, host=row[1], epoch=row[2], description=row[3])
+            row = self._connection.execute(
+                "SELECT app, host, epoch, incarnation, description FROM restarters WHERE path = ?",
+                (":".join(path),)).fetchone()
+        return None if row is None else Replica(app=row[0], path=path, host=row[1], epoch=row[2],
+                                                incarnation=row[3], description=row[4])
 
     def all(self) -> list[Replica]:
         with self._lock:
             rows = self._connection.execute(
-                "SELECT path, app, host, epoch, description FROM restarters ORDER BY path").fetchall()
-        return [Replica(app=row[1], path=tuple(row[0].split(":")), host=row[2], epoch=row[3], description=row[4])
-                for row in rows]
+                "SELECT path, app, host, epoch, incarnation, description FROM restarters ORDER BY path").fetchall()
+        return [Replica(app=row[1], path=tuple(row[0].split(":")), host=row[2], epoch=row[3], incarnation=row[4],
+                        description=row[5]) for row in rows]
 
     def close(self) -> None:
         with self._lock:
@@ -150,21 +171,22 @@ class Takeover:
         self.replicas.keep(replica)
         self._wake.set()
 
-    def forget(self, path: tuple[str, ...], epoch: int) -> None:
+    def forget(self, path: tuple[str, ...], incarnation: str, epoch: int) -> None:
         """The HARestarter at ``path`` ended: every daemon forgets it (those alive now; soon, from a thread)."""
-        self.replicas.forget(path, epoch)
-        message = ForgetRestarter(path=path, epoch=epoch)
+        self.replicas.forget(path, incarnation, epoch)
+        message = ForgetRestarter(path=path, incarnation=incarnation, epoch=epoch)
         peers = [host for host in self._ha.live_hosts() if host != self._ha.own_endpoint]
         threading.Thread(target=self._tell, args=(peers, message), daemon=True, name="sd-actors-forget").start()
 
-    def where_is(self, path: tuple[str, ...], timeout: float) -> RestarterWhereabouts:
-        """The newest news of the HARestarter at ``path``: this daemon's and every peer's that answers
-        within ``timeout`` (a daemon that restarted asks before it re-deploys one)."""
-        answers = [self.whereabouts(path)]
+    def where_is(self, path: tuple[str, ...], incarnation: str, timeout: float) -> RestarterWhereabouts:
+        """The newest news of the HARestarter at ``path`` of ``incarnation``: this daemon's and every
+        peer's that answers within ``timeout`` (a daemon that restarted asks before it re-deploys one)."""
+        answers = [self.whereabouts(path, incarnation)]
         others = [address for address in self._ha.peers.electorate() if address != self._ha.own_endpoint]
         if others:
             def ask(address: str) -> object:
-                return self._ha.peers.link(address).request(WhereIsRestarter(path=path), timeout=timeout)
+                return self._ha.peers.link(address).request(WhereIsRestarter(path=path, incarnation=incarnation),
+                                                            timeout=timeout)
 
             with concurrent.futures.ThreadPoolExecutor(max_workers=len(others)) as pool:
                 futures = [pool.submit(ask, address) for address in others]
@@ -204,20 +226,25 @@ class Takeover:
         match message:
             case ReplicateRestarter():
                 self.replicas.keep(Replica(app=message.app, path=message.path, host=message.host,
-                                           epoch=message.epoch, description=message.description))
+                                           epoch=message.epoch, incarnation=message.incarnation,
+                                           description=message.description))
                 return Done()
-            case ForgetRestarter(path=path, epoch=epoch):
+            case ForgetRestarter(path=path, incarnation=incarnation, epoch=epoch):
                 replica = self.replicas.get(path)
-                if self.replicas.forget(path, epoch) and replica is not None:
+                if self.replicas.forget(path, incarnation, epoch) and replica is not None:
                     self._end_stale(path, replica.host)
                 return Done()
-            case WhereIsRestarter(path=path):
-                return self.whereabouts(path)
+            case WhereIsRestarter(path=path, incarnation=incarnation):
+                return self.whereabouts(path, incarnation)
         return RequestFailed(error=f"{type(message).__name__} is not a takeover request")
 
-    def whereabouts(self, path: tuple[str, ...]) -> RestarterWhereabouts:
+    def whereabouts(self, path: tuple[str, ...], incarnation: str) -> RestarterWhereabouts:
+        """What this daemon knows of the HARestarter at ``path`` of ``incarnation`` (or of any
+        incarnation, for an empty one)."""
         replica = self.replicas.get(path)
-        taken_over = max(self._ha.ledger.newest((*path, TAKEOVER)), 0)
+        if replica is not None and incarnation and replica.incarnation != incarnation:
+            replica = None  # another deployment of it
+        taken_over = max(self._ha.ledger.newest(takeover_key(path, incarnation)), 0) if incarnation else 0
         return RestarterWhereabouts(host=replica.host if replica else "", epoch=replica.epoch if replica else -1,
                                     taken_over=taken_over)
 
@@ -227,12 +254,12 @@ class Takeover:
         A takeover is granted only by a daemon that keeps a replica of that HARestarter at the epoch
         before the one claimed (not of one taken down, nor an older takeover), never of this daemon's
         own HARestarter. A restart is refused to an HARestarter of an older epoch than this daemon knows."""
-        if claim.path and claim.path[-1] == TAKEOVER:
-            restarter = claim.path[:-1]
+        if len(claim.path) >= 2 and claim.path[-2] == TAKEOVER:
+            restarter = claim.path[:-2]
             if self._ha.own_endpoint in claim.unreachable:
                 return ClaimAnswer(granted=False, reason="this daemon runs it and is alive")
             replica = self.replicas.get(restarter)
-            if replica is None:
+            if replica is None or replica.incarnation != claim.path[-1]:
                 return ClaimAnswer(granted=False, reason=f"no replica of {':'.join(restarter)} here (taken down, or "
                                    "never replicated to this daemon)")
             if replica.epoch != claim.generation - 1:
@@ -241,7 +268,10 @@ class Takeover:
             return None
         if claim.restarter:
             replica = self.replicas.get(claim.restarter)
-            newest = max(self._ha.ledger.newest((*claim.restarter, TAKEOVER)), replica.epoch if replica else 0)
+            if replica is not None and replica.incarnation != claim.incarnation:
+                replica = None  # another deployment of it
+            newest = max(self._ha.ledger.newest(takeover_key(claim.restarter, claim.incarnation)),
+                         replica.epoch if replica else 0)
             if newest > claim.epoch:
                 where = f" to {replica.host}" if replica is not None and replica.epoch == newest else ""
                 return ClaimAnswer(granted=False, reason=f"{':'.join(claim.restarter)} was taken over{where} (epoch "
@@ -261,8 +291,8 @@ class Takeover:
         replica = self.replica_above(path)
         if replica is None or replica.host == parent:
             return None
-        newest = self._ha.ledger.newest((*replica.path, TAKEOVER))
-        if newest > replica.epoch and self._ha.ledger.holder((*replica.path, TAKEOVER), newest) == parent:
+        newest = self._ha.ledger.newest(replica.takeover_key)
+        if newest > replica.epoch and self._ha.ledger.holder(replica.takeover_key, newest) == parent:
             return None  # it took the HARestarter over (granted here); its replica is on its way
         return (f"{':'.join(replica.path)} was taken over: it runs on {replica.host} (epoch {replica.epoch}), "
                 f"not on {parent}")
@@ -327,7 +357,7 @@ class Takeover:
             self._say(replica.path, f"takeover of {':'.join(replica.path)}: {lost[1]} holds epoch {lost[0]}; "
                       "waiting for it to take over")
             return
-        outcome = self._ha.claim((*replica.path, TAKEOVER), replica.epoch + 1, (replica.host,))
+        outcome = self._ha.claim(replica.takeover_key, replica.epoch + 1, (replica.host,))
         if not outcome.won:
             if outcome.holders:
                 self._lost[replica.path] = (replica.epoch + 1, outcome.holders[0])
@@ -339,26 +369,31 @@ class Takeover:
         # The pool learns of the new epoch before its children are asked for (their daemons refuse
         # them to any daemon but the one their replica names).
         taken = Replica(app=replica.app, path=replica.path, host=self._ha.own_endpoint, epoch=replica.epoch + 1,
-                        description=_with_epoch(replica, replica.epoch + 1))
+                        incarnation=replica.incarnation, description=_with_epoch(replica, replica.epoch + 1))
         self.replicas.keep(taken)
         self._spread(taken, live)
         try:
             self._adopt(taken.app, taken.description, taken.path)
         except Exception as error:  # noqa: BLE001 (said, and the application's status says it too)
-            logger.error("takeover of %s failed: %s", ":".join(replica.path), error)
+            # It runs nowhere now: the pool forgets it (a daemon back from the dead learns from the
+            # ledger that it was taken over, and ends its copy of the application).
+            logger.error("takeover of %s failed: %s; it is forgotten, deploy it again with sd-actors up",
+                         ":".join(replica.path), error)
             self._lost[replica.path] = (replica.epoch + 1, self._ha.own_endpoint)
+            self.forget(taken.path, taken.incarnation, taken.epoch)
 
     def _confirm(self, replica: Replica) -> None:
         """Ask the daemon running ``replica`` whether it still does, once: a daemon that was away when
         it was taken down (``sd-actors down``) forgets it then."""
         try:
-            reply = self._ha.peers.link(replica.host).request(WhereIsRestarter(path=replica.path),
-                                                              timeout=2 * self._ha.peers.interval)
+            reply = self._ha.peers.link(replica.host).request(
+                WhereIsRestarter(path=replica.path, incarnation=replica.incarnation),
+                timeout=2 * self._ha.peers.interval)
         except (TimeoutError, OSError, ComponentFailed):
             return  # asked again next round
         if not isinstance(reply, RestarterWhereabouts):
             return
-        if reply.epoch < 0 and self.replicas.forget(replica.path, replica.epoch):
+        if reply.epoch < 0 and self.replicas.forget(replica.path, replica.incarnation, replica.epoch):
             logger.info("takeover: %s no longer keeps %s (taken down while this daemon was away): forgotten",
                         replica.host, ":".join(replica.path))
         else:

@@ -33,26 +33,31 @@ pytest_plugins = ["tests.hosts.fixtures"]
 DEPLOYED = {"h2": ("vm1",), "h3": ("vm2", "vm3")}
 
 
-def test_a_replica_is_kept_on_disk_never_replaced_by_an_older_epoch_and_forgotten_up_to_an_epoch(
+def test_a_replica_is_kept_on_disk_replaced_by_a_newer_epoch_or_deployment_and_forgotten_up_to_an_epoch(
         tmp_path: Path) -> None:
-    path = ("ha", "ha")
-    store = ReplicaStore(tmp_path / "restarters.sqlite3")
-    store.keep(Replica(app="ha", path=path, host="tcp://a:3800", epoch=0, description="sfConfig extends {}"))
-    taken = Replica(app="ha", path=path, host="tcp://b:3800", epoch=1, description="sfConfig extends {}")
-    store.keep(taken)
-    older_kept = store.keep(Replica(app="ha", path=path, host="tcp://a:3800", epoch=0, description="late"))
-    older_forgotten = store.forget(path, 0)
-    store.close()
+    def replica(host: str, epoch: int, incarnation: str = "first") -> Replica:
+        return Replica(app="ha", path=("ha", "ha"), host=host, epoch=epoch, incarnation=incarnation,
+                       description="sfConfig extends {}")
 
+    store = ReplicaStore(tmp_path / "restarters.sqlite3")
+    store.keep(replica("tcp://a:3800", 0))
+    store.keep(replica("tcp://b:3800", 1))
+    older_kept = store.keep(replica("tcp://a:3800", 0))
+    older_forgotten = store.forget(("ha", "ha"), "first", 0)
+    store.close()
     reopened = ReplicaStore(tmp_path / "restarters.sqlite3")
     kept = reopened.all()
-    forgotten = reopened.forget(path, 1)
+    redeployed = reopened.keep(replica("tcp://c:3800", 0, "second"))
+    other_forgotten = reopened.forget(("ha", "ha"), "first", 1)
+    forgotten = reopened.forget(("ha", "ha"), "second", 0)
 
     assert not older_kept
     assert not older_forgotten
-    assert kept == [taken]
+    assert kept == [replica("tcp://b:3800", 1)]
+    assert redeployed  # a new sd-actors up of it: its first epoch replaces the old deployment's last
+    assert not other_forgotten
     assert forgotten
-    assert reopened.get(path) is None
+    assert reopened.get(("ha", "ha")) is None
     reopened.close()
 
 
