@@ -7,7 +7,13 @@ checks its lease it tells the watchdog when the lease ends and which of its runn
 ``haGeneration`` (hypervisor URI and UUID). When a domain's lease comes within ``fence_before``
 of its end (the time the daemon itself would fence) and no newer word has come, the watchdog
 destroys the domain (libvirt ``destroy``: it stops; its definition and volumes stay for whatever
-restarts it), writes what it did to ``watchdog.log`` in the state folder, and carries on.
+restarts it), writes what it did to ``watchdog.log`` in the state folder, and carries on. It
+never gives up on a domain it could not destroy (libvirtd down): it tries again, backing off.
+
+A daemon stopped cleanly is no exception: it detaches its applications and their VMs keep running,
+but it renews no lease any more, so its HA domains are destroyed like a dead daemon's unless a
+daemon is back on the folder in time. Domains of libvirt's test driver are never reported: they
+live in the daemon's process and die with it.
 
 The two speak over a unix socket in the state folder (``watchdog.sock``); a lock file
 (``watchdog.lock``) keeps to one watchdog per folder. A daemon that starts connects to the
@@ -239,17 +245,15 @@ class _Watchdog:
             del self.guards[uuid]
             what = f"{guard.domain.component} (domain {uuid} on {guard.domain.hypervisor})"
             if destroyed:
-                late = now - guard.fence_at
-                logger.warning("destroyed %s: its daemon did not renew its lease (it would have fenced at "
-                               "%.3f, %.3f s ago; the lease ends %.3f s after that); its definition and volumes "
-                               "are kept", what, guard.fence_at, late, self.last.fence_before if self.last else 0)
+                logger.warning("destroyed %s: no daemon renewed its lease (due to be fenced at %.3f, %.3f s before "
+                               "it was); its definition and volumes are kept", what, guard.fence_at,
+                               time.monotonic() - guard.fence_at)
                 self.fenced.append(what)
             else:
                 logger.info("%s no longer runs: nothing to destroy", what)
 
     def _destroy(self, domain: GuardedDomain) -> bool:
-        import libvirt
-
+        libvirt = _libvirt()
         connection = self._connections.get(domain.hypervisor)
         if connection is None:
             connection = self._connections[domain.hypervisor] = libvirt.open(domain.hypervisor)
@@ -271,8 +275,7 @@ class _Watchdog:
         """Connect to each guarded hypervisor now, so that fencing does not wait for it."""
         for guard in self.guards.values():
             if guard.domain.hypervisor not in self._connections:
-                import libvirt
-
+                libvirt = _libvirt()
                 with contextlib.suppress(libvirt.libvirtError):
                     self._connections[guard.domain.hypervisor] = libvirt.open(guard.domain.hypervisor)
 
@@ -282,6 +285,14 @@ class _Watchdog:
         greeting = {"pid": os.getpid(), "lease": last, "fenced": self.fenced}
         self.fenced = []
         return json.dumps(greeting).encode() + b"\n"
+
+
+def _libvirt() -> Any:
+    """libvirt, imported when first needed, its errors said once by this watchdog (not also on stderr)."""
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _context, _error: None, None)
+    return libvirt
 
 
 @dataclass(slots=True)
