@@ -273,7 +273,9 @@ def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, 
                        *, settle: float = 0.0) -> int:
     """Send the deployment and show its progress, component by component, until it is up or failed."""
     started = time.monotonic()
-    count = ended = 0
+    # Components by path: the root of a subtree on another host is told of by both daemons.
+    started_paths: set[tuple[str, ...]] = set()
+    ended_paths: set[tuple[str, ...]] = set()
     all_started: float | None = None
     update = ""
     request = DeployApplication(app=name, description=to_sf(config), requested_by=os.environ.get("USER", ""),
@@ -295,20 +297,22 @@ def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, 
                 notices = answer.notices if isinstance(answer, LifecycleNotices) else (answer,)
                 lines = []
                 for notice in notices:
-                    count += notice.new == "started"
-                    ended += notice.new == "terminated"
                     if notice.new == "started":
+                        started_paths.add(notice.path)
                         all_started = elapsed  # what "up" took to the last start; --settle watched longer
+                    elif notice.new == "terminated":
+                        ended_paths.add(notice.path)
                     lines.append(_progress_line(elapsed, notice))
                 out.write("".join(lines))
                 out.flush()
             elif isinstance(answer, WatchEnded):
                 if answer.state == "started" and update:
-                    print(f"{name} is updated: {count} components started, {ended} terminated in {elapsed:.2f} s",
-                          file=out)
+                    print(f"{name} is updated: {len(started_paths)} components started, {len(ended_paths)} terminated "
+                          f"in {elapsed:.2f} s", file=out)
                     return 0
                 if answer.state == "started":
-                    print(f"{name} is up: {count} components started in {all_started or elapsed:.2f} s", file=out)
+                    print(f"{name} is up: {len(started_paths)} components started in {all_started or elapsed:.2f} s",
+                          file=out)
                     return 0
                 if answer.state == "terminated":
                     print(f"{name} started and has already ended normally: {_record_text(answer.record)}", file=out)

@@ -159,6 +159,19 @@ def _components(pool: Pool, host: str) -> dict[tuple[str, ...], tuple[str, str]]
     return found
 
 
+def test_up_over_three_hosts_shows_each_components_start_once_before_it_says_up(pool: Pool, tmp_path: Path) -> None:
+    description = _description(pool, tmp_path)
+
+    result = pool.cli("up", str(description), "--name", "spread", "--host", pool.endpoint("h1"))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    progress = [line.split() for line in result.stdout.splitlines() if line.startswith(" ")]
+    started = {line[1] for line in progress if line[2] == "started"}
+    assert started == {"spread", "spread:local", "spread:second", "spread:second:a", "spread:second:b",
+                       "spread:third", "spread:third:c"}
+    assert "spread is up: 7 components started in " in result.stdout
+
+
 def test_killing_a_hosts_daemon_fails_its_remote_parent_with_a_record_naming_the_host(
         pool: Pool, tmp_path: Path) -> None:
     assert pool.cli("up", str(_description(pool, tmp_path)), "--name", "spread", "--host",
