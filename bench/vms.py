@@ -352,8 +352,9 @@ def report(args: argparse.Namespace) -> None:
             runs["plain libvirt-python loop"].append(in_child("plain", args.vms))
         compare(runs, args.vms, "VMs", TARGET_RATIO)
         best = min(runs[f"through {daemons}"], key=lambda run: run["up"])
-        row("  of the best up: from its request to the last start", f"{best['request']:.3f} s",
-            f"the command's own start, imports, parse and connection: {best['up'] - best['request']:.3f} s")
+        row("  of the best up, after its request", f"{best['request']:.3f} s",
+            f"to the last start; before it (interpreter, imports, parse, connection): "
+            f"{best['up'] - best['request']:.3f} s")
 
     if "guests" not in parts:
         return
