@@ -17,6 +17,13 @@ what it creates with an extended attribute on the file (``user.sd-actors.owner``
 ``user.sd-actors.pool`` on the pool's folder) naming the application and component. A pool or
 volume without that mark, or with another component's, is never deleted.
 
+A machine's own volumes: a volume whose mark names this application, this backend's component
+path and this machine (domain) is the machine's, whichever deployment or HARestarter generation
+made it (the mark holds no generation). A later deployment of the same component, or the next
+generation of a restarted VM, uses it as it is (no usingExistingVolumes needed): makeFs, baseImage
+and mkswap are not applied again, volumeSize and swapSize do not resize it. Any other volume of
+the wanted name is refused (:class:`VolumeExists`) unless usingExistingVolumes is true.
+
 ``LVMStorageBackend`` keeps each volume as a logical volume of ``volumeGroup`` (a libvirt
 ``logical`` pool, given to the VM as the block device /dev/VG/LV); see its docstring for the
 real-LVM path and what the test driver simulates.
@@ -101,7 +108,8 @@ class StorageError(DeploymentError):
 
 
 class VolumeExists(StorageError):
-    """A volume of the wanted name exists and usingExistingVolumes is false: it is never taken over."""
+    """A volume of the wanted name exists, is not the machine's own and usingExistingVolumes is false: it is
+    never taken over."""
 
 
 class NoDeviceMapper(StorageError):
@@ -330,7 +338,8 @@ class _Volume:
     name: str
     path: str
     created: bool
-    """Made by this deployment (statuquo deletes it); False: it existed and was reused."""
+    """Made by this deployment (statuquo deletes it); False: it existed and was reused, including one this
+    component kept earlier for the same machine (statuquo keeps it: it holds data from before)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -462,7 +471,7 @@ class _PoolStorageBackend(Component):
             keep = settings.keep == "all" or (settings.keep == "statuquo" and not volume.created)
             if keep or (failure is not None and volume is held.root):
                 logger.info("%s: volume %s kept (keepVolumes %s)", self._where, volume.path, settings.keep)
-                if volume.created:  # no longer held: a later deployment must ask for it (usingExistingVolumes)
+                if volume.created:  # no longer held: the next deployment of this machine uses it as one it did not make
                     self._mark_volume(volume, settings.domain, held=False)
             elif volume.created or _owned_by(self._volume_mark(volume), self._owner):
                 self._delete(volume)
@@ -538,14 +547,21 @@ class _PoolStorageBackend(Component):
         path = volume.path()
         found = _Volume(name=name, path=path, created=False)
         mark = self._volume_mark(found)
-        if _owned_by(mark, self._owner) and mark and mark.get("domain") == settings.domain and mark.get("held"):
-            logger.info("%s: re-attached to volume %s, still held by a deployment that outlived its daemon",
-                        self._where, path)
-            return replace(found, created=True)
+        if _owned_by(mark, self._owner) and mark and mark.get("domain") == settings.domain:
+            # This machine's own volume (whatever generation made it): never made again, never reformatted.
+            if mark.get("held"):
+                logger.info("%s: re-attached to volume %s, still held by a deployment that outlived its daemon",
+                            self._where, path)
+                return replace(found, created=True)
+            logger.info("%s: using volume %s, kept for %r by an earlier deployment of this component", self._where,
+                        path, settings.domain)
+            return found  # not made by this deployment: keepVolumes "statuquo" keeps it
         if not settings.using_existing:
+            whose = (f"was made by sd-actors for machine {mark.get('domain')!r} of component {mark.get('component')} "
+                     f"(application {mark.get('app')})" if mark else "was not made by sd-actors")
             raise VolumeExists(f"{self._where}: volume {name!r} of {settings.domain!r} already exists in pool "
-                               f"{self._pool_name!r} ({path}); set usingExistingVolumes true to use it, or give "
-                               "another volumeBaseName, or delete it yourself if it is not needed")
+                               f"{self._pool_name!r} ({path}) and {whose}; set usingExistingVolumes true to use it, "
+                               "or give another volumeBaseName, or delete it yourself if it is not needed")
         logger.info("%s: using existing volume %s", self._where, path)
         return found
 
@@ -734,7 +750,10 @@ class LoopbackStorageBackend(_PoolStorageBackend):
     removes the pool if this component defined it and no volume is left in it. ``detach`` (the
     daemon stops, the application does not) keeps the pool and every volume as they are: a
     volume's mark says it is still held, so the next deployment of the same component re-attaches
-    to it (and later deletes it by keepVolumes as one it made) instead of refusing it.
+    to it (and later deletes it by keepVolumes as one it made) instead of refusing it. A volume kept
+    by keepVolumes is marked no longer held: the next deployment of the same machine (``up`` again,
+    an HARestarter's next generation) uses it as it is, as one it did not make (see the module's
+    docstring).
     """
 
     def __init__(self, context: ComponentContext) -> None:

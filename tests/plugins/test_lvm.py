@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Final
 import libvirt
 import pytest
 
-from sd_actors.actors import ComponentFailed, ComponentSpec, FakeClock, System, open_system
+from sd_actors.actors import ComponentFailed, ComponentSpec, FakeClock, State, System, open_system
 from sd_actors.descriptions import parse_string
 from sd_actors.plugins import hypervisor_connection, make_plugin_manager
 from sd_actors.plugins._libvirt_events import open_connection
@@ -33,6 +34,7 @@ from sd_actors.plugins._storage import (
     owner_tag,
     read_owner_tag,
 )
+from sd_actors.policies import HA_GENERATION
 from tests.actors.daemon_helpers import DaemonProcess, User, free_port, running_daemon
 from tests.plugins.hosts_xml import write_test_host
 
@@ -228,12 +230,12 @@ def test_the_test_driver_needs_no_device_mapper(
 ], ids=["true keeps all", "false deletes all of ours", "statuquo deletes what this deployment made"])
 def test_keep_volumes_decides_which_logical_volumes_are_left_after_teardown(
         system: System, test_driver: libvirt.virConnect, pool_name: str, keep: object, left: set[str]) -> None:
-    # An earlier deployment of the same app left its root volume (keepVolumes true); this one reuses it and
-    # makes a swap volume.
+    # An earlier deployment of the same component left its root volume (keepVolumes true); this one reuses it
+    # without being told to (it is this machine's own) and makes a swap volume.
     system.deploy(backend(pool_name, domainName="guest1", swapSize="0", keepVolumes=True), name="disks")
     system.terminate("disks")
 
-    system.deploy(backend(pool_name, domainName="guest1", usingExistingVolumes=True, keepVolumes=keep), name="disks")
+    system.deploy(backend(pool_name, domainName="guest1", keepVolumes=keep), name="disks")
     assert set(volume_sizes(test_driver, pool_name)) == {"guest1", "guest1-swap"}
     system.terminate("disks")
 
@@ -257,8 +259,8 @@ def test_a_logical_volume_that_exists_is_not_taken_over_without_using_existing_v
     with pytest.raises(ComponentFailed) as excinfo:
         system.deploy(backend(pool_name, domainName="guest1"), name="disks")
 
-    assert (f"volume 'guest1' of 'guest1' already exists in pool '{pool_name}' (/dev/{GROUP}/guest1); set "
-            "usingExistingVolumes true to use it") in excinfo.value.record.description
+    assert (f"volume 'guest1' of 'guest1' already exists in pool '{pool_name}' (/dev/{GROUP}/guest1) and was not "
+            "made by sd-actors; set usingExistingVolumes true to use it") in excinfo.value.record.description
     assert excinfo.value.record.cause == "VolumeExists"
     assert volume_sizes(test_driver, pool_name) == {"guest1": (2 * MIB, 2 * MIB)}
 
@@ -273,6 +275,72 @@ def test_without_pool_name_the_logical_pool_over_the_group_is_used_and_left_defi
 
     assert set(made) == {"theirs", "guest1", "guest1-swap"}
     assert volume_sizes(test_driver, pool_name) == {"theirs": (2 * MIB, 2 * MIB)}
+
+
+def kept_vm_pool(pool_name: str, domain: str, volume_size: str, *, ha: bool = False) -> str:
+    """A VM whose logical volumes are kept (keepVolumes true), inside an HARestarter if ``ha``."""
+    vm = f"""web extends VM {{
+                domainName "{domain}"; hypervisor "{TEST_DRIVER}"; storageBackend LAZY ATTRIB disks;
+                volumeSize "{volume_size}"; swapSize "8m"; keepVolumes true; domainLivenessDelay 100;
+            }}"""
+    return f"""
+        #include "ch/cern/openlab/smartdomains/components.sf"
+        sfConfig extends Compound {{
+            disks extends LVMStorageBackend {{
+                volumeGroup "{GROUP}"; poolName "{pool_name}"; hypervisor "{TEST_DRIVER}";
+            }}
+            {f"ha extends HARestarter {{ {vm} }}" if ha else vm}
+        }}
+    """
+
+
+def test_a_vm_deployed_again_finds_the_logical_volumes_it_kept_and_uses_them_as_they_are(
+        system: System, test_driver: libvirt.virConnect, pool_name: str) -> None:
+    domain = f"sd-{uuid.uuid4().hex[:8]}"
+    system.deploy(parse_string(kept_vm_pool(pool_name, domain, "20m")), name="pool")
+    assert system.terminate("pool").is_normal
+
+    # usingExistingVolumes is false: the tag naming this app, component and machine is what lets it in.
+    system.deploy(parse_string(kept_vm_pool(pool_name, domain, "24m")), name="pool")
+
+    assert f"<source dev='/dev/{GROUP}/{domain}'/>" in test_driver.lookupByName(domain).XMLDesc()
+    # The kept volume as it was (20m), not made again at the new volumeSize.
+    assert volume_sizes(test_driver, pool_name) == {domain: (20 * MIB, 20 * MIB), f"{domain}-swap": (8 * MIB, 8 * MIB)}
+    assert system.terminate("pool").is_normal
+    assert set(volume_sizes(test_driver, pool_name)) == {domain, f"{domain}-swap"}
+
+
+def test_an_ha_vm_restarted_after_its_domain_was_destroyed_uses_the_logical_volumes_it_kept(
+        system: System, test_driver: libvirt.virConnect, pool_name: str) -> None:
+    domain = f"sd-{uuid.uuid4().hex[:8]}"
+    system.deploy(parse_string(kept_vm_pool(pool_name, domain, "20m", ha=True)), name="pool")
+    first = system.lookup("pool:ha:web")
+
+    test_driver.lookupByName(domain).destroy()
+    deadline = time.monotonic() + 10.0
+    while not (system.lookup("pool:ha:web") is not first and system.lookup("pool:ha:web").state is State.STARTED):
+        assert time.monotonic() < deadline, "the HARestarter did not restart the VM within 10 s"
+        time.sleep(0.02)  # polling the tree: nothing to wait on
+
+    assert test_driver.lookupByName(domain).isActive()
+    assert system.lookup("pool:ha:web").description[HA_GENERATION] == 1
+    assert volume_sizes(test_driver, pool_name) == {domain: (20 * MIB, 20 * MIB), f"{domain}-swap": (8 * MIB, 8 * MIB)}
+    assert system.terminate("pool").is_normal
+
+
+def test_logical_volumes_kept_for_another_component_are_not_taken_over(
+        system: System, test_driver: libvirt.virConnect, pool_name: str) -> None:
+    system.deploy(backend(pool_name, domainName="guest1", swapSize="0", keepVolumes=True), name="disks")
+    system.terminate("disks")
+
+    with pytest.raises(ComponentFailed) as excinfo:
+        system.deploy(backend(pool_name, domainName="guest1", swapSize="0"), name="others")
+
+    assert excinfo.value.record.cause == "VolumeExists"
+    assert (f"volume 'guest1' of 'guest1' already exists in pool '{pool_name}' (/dev/{GROUP}/guest1) and was made "
+            "by sd-actors for machine 'guest1' of component disks (application disks); set usingExistingVolumes true "
+            "to use it, or give another volumeBaseName") in excinfo.value.record.description
+    assert volume_sizes(test_driver, pool_name) == {"guest1": (16 * MIB, 16 * MIB)}
 
 
 @pytest.mark.parametrize(("attributes", "message"), [

@@ -29,7 +29,7 @@ from typing import Any, Final
 import libvirt
 import pytest
 
-from sd_actors.actors import ComponentFailed, ComponentSpec, FakeClock, System, open_system
+from sd_actors.actors import ComponentFailed, ComponentSpec, FakeClock, State, System, open_system
 from sd_actors.descriptions import parse_string
 from sd_actors.plugins import make_plugin_manager
 from sd_actors.plugins._libvirt_events import open_connection
@@ -45,6 +45,7 @@ from sd_actors.plugins._storage import (
     read_mark,
     volume_settings,
 )
+from sd_actors.policies import HA_GENERATION
 
 SYSTEM_HYPERVISOR: Final = "qemu:///system"
 LIBVIRT_SOCKET: Final = Path("/run/libvirt/libvirt-sock")
@@ -394,12 +395,12 @@ def test_keep_volumes_false_deletes_the_volumes_and_the_pool_it_defined(
 ], ids=["true keeps all", "false deletes all of ours", "statuquo deletes what this deployment made"])
 def test_keep_volumes_decides_what_is_left_after_teardown(
         system: System, connection: libvirt.virConnect, pool: tuple[str, Path], keep: object, left: set[str]) -> None:
-    # An earlier deployment of the same app left its root volume (keepVolumes true); this one reuses it and
-    # makes a swap volume.
+    # An earlier deployment of the same component left its root volume (keepVolumes true); this one reuses it
+    # without being told to (it is this machine's own) and makes a swap volume.
     system.deploy(backend(pool, domainName="guest1", swapSize="0", keepVolumes=True), name="disks")
     system.terminate("disks")
 
-    system.deploy(backend(pool, domainName="guest1", usingExistingVolumes=True, keepVolumes=keep), name="disks")
+    system.deploy(backend(pool, domainName="guest1", keepVolumes=keep), name="disks")
     pool_name, _folder = pool
     assert volume_names(connection, pool_name) == {"guest1.img", "guest1-swap.img"}
     system.terminate("disks")
@@ -427,11 +428,107 @@ def test_an_existing_volume_is_not_taken_over_without_using_existing_volumes(
         system.deploy(backend(pool, domainName="guest1"), name="disks")
 
     assert "volume 'guest1.img' of 'guest1' already exists" in excinfo.value.record.description
-    assert "set usingExistingVolumes true to use it" in excinfo.value.record.description
+    assert "and was not made by sd-actors; set usingExistingVolumes true to use it" in excinfo.value.record.description
     assert excinfo.value.record.cause == "VolumeExists"
     assert theirs.read_bytes() == b"their data"
     pool_name, _folder = pool
     assert pool_exists(connection, pool_name)  # not ours: left defined
+
+
+def kept_vm_pool(pool: tuple[str, Path], domain: str, base_image: Path, *, ha: bool = False) -> str:
+    """A VM whose volumes are kept (keepVolumes true), inside an HARestarter if ``ha``."""
+    pool_name, folder = pool
+    vm = f"""web extends VM {{
+                domainName "{domain}"; hypervisor "test:///default"; storageBackend LAZY ATTRIB disks;
+                volumeSize "16m"; swapSize "4m"; baseImage "{base_image}"; keepVolumes true;
+                domainLivenessDelay 100;
+            }}"""
+    return f"""
+        #include "ch/cern/openlab/smartdomains/components.sf"
+        sfConfig extends Compound {{
+            disks extends LoopbackStorageBackend {{ poolName "{pool_name}"; poolPath "{folder}"; makeFs "mkfs.ext4"; }}
+            {f"ha extends HARestarter {{ {vm} }}" if ha else vm}
+        }}
+    """
+
+
+def debugfs_write(image: Path, source: Path, name: str) -> None:
+    """Put file ``source`` into the root folder of the ext filesystem in ``image`` (what a guest would do)."""
+    subprocess.run(["debugfs", "-w", "-R", f"write {source} {name}", str(image)], capture_output=True, check=True)
+
+
+def test_a_vm_deployed_again_finds_the_volumes_it_kept_and_uses_them_as_they_are(
+        system: System, connection: libvirt.virConnect, pool: tuple[str, Path], base_image: Path,
+        tmp_path: Path) -> None:
+    pool_name, folder = pool
+    domain = f"sd-{uuid.uuid4().hex[:8]}"
+    root = folder / f"{domain}.img"
+    description = kept_vm_pool(pool, domain, base_image)
+    system.deploy(parse_string(description), name="pool")
+    written = tmp_path / "written.txt"
+    written.write_text("written by the guest\n")
+    debugfs_write(root, written, "written.txt")
+    root_inode = root.stat().st_ino
+    assert system.terminate("pool").is_normal
+    assert read_mark(str(root), VOLUME_OWNER_ATTRIBUTE) == {
+        "app": "pool", "component": "pool:disks", "host": "host1", "domain": domain, "held": False}
+
+    # usingExistingVolumes is false: the mark naming this app, component and machine is what lets it in.
+    system.deploy(parse_string(description), name="pool")
+
+    assert root.stat().st_ino == root_inode
+    assert debugfs_cat(root, "/written.txt") == "written by the guest\n"  # not made again from baseImage
+    assert debugfs_cat(root, "/etc/hostname") == "guest1\n"
+    assert system.terminate("pool").is_normal
+    assert volume_names(connection, pool_name) == {f"{domain}.img", f"{domain}-swap.img"}
+
+
+def test_an_ha_vm_restarted_after_its_domain_was_destroyed_uses_the_volume_it_kept(
+        system: System, connection: libvirt.virConnect, pool: tuple[str, Path], base_image: Path,
+        tmp_path: Path) -> None:
+    _pool_name, folder = pool
+    domain = f"sd-{uuid.uuid4().hex[:8]}"
+    root = folder / f"{domain}.img"
+    system.deploy(parse_string(kept_vm_pool(pool, domain, base_image, ha=True)), name="pool")
+    first = system.lookup("pool:ha:web")
+    written = tmp_path / "written.txt"
+    written.write_text("written before the crash\n")
+    debugfs_write(root, written, "written.txt")
+    root_inode = root.stat().st_ino
+
+    test_driver = open_connection("test:///default")
+    try:
+        test_driver.lookupByName(domain).destroy()
+        deadline = time.monotonic() + 10.0
+        while not (system.lookup("pool:ha:web") is not first and system.lookup("pool:ha:web").state is State.STARTED):
+            assert time.monotonic() < deadline, "the HARestarter did not restart the VM within 10 s"
+            time.sleep(0.02)  # polling the tree: nothing to wait on
+        assert test_driver.lookupByName(domain).isActive()
+    finally:
+        test_driver.close()
+
+    assert first.state is State.FAILED
+    assert system.lookup("pool:ha:web").description[HA_GENERATION] == 1
+    assert root.stat().st_ino == root_inode
+    assert debugfs_cat(root, "/written.txt") == "written before the crash\n"
+    assert system.terminate("pool").is_normal
+
+
+def test_volumes_kept_for_another_component_are_not_taken_over(
+        system: System, connection: libvirt.virConnect, pool: tuple[str, Path]) -> None:
+    system.deploy(backend(pool, domainName="guest1", swapSize="0", keepVolumes=True), name="disks")
+    system.terminate("disks")
+    _pool_name, folder = pool
+    kept = (folder / "guest1.img").read_bytes()
+
+    with pytest.raises(ComponentFailed) as excinfo:
+        system.deploy(backend(pool, domainName="guest1", swapSize="0"), name="others")
+
+    assert excinfo.value.record.cause == "VolumeExists"
+    assert "volume 'guest1.img' of 'guest1' already exists in pool" in excinfo.value.record.description
+    assert ("and was made by sd-actors for machine 'guest1' of component disks (application disks); set "
+            "usingExistingVolumes true to use it, or give another volumeBaseName") in excinfo.value.record.description
+    assert (folder / "guest1.img").read_bytes() == kept
 
 
 @pytest.mark.parametrize("extension", ["tar", "tar.gz"])
