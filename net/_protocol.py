@@ -402,9 +402,9 @@ PLACEMENT_MESSAGES = (GetCapacity, ReserveCapacity, ReleaseCapacity, HostCapacit
 class ClaimRestart:
     """Ask a daemon to grant ``claimant`` the restart of the component at ``path`` as ``generation``.
 
-    A daemon grants each (path, generation) to one claimant only, journaled before it answers.
-    It grants only if it has heard nothing, for their lease plus a margin, from each of the
-    ``unreachable`` daemons (endpoints) that ran part of the component and did not confirm it gone.
+    A daemon grants each (``incarnation``, path, generation) to one claimant only, journaled before
+    it answers. It grants only if it has heard nothing, for their lease plus a margin, from each of
+    the ``unreachable`` daemons (endpoints) that ran part of the component and did not confirm it gone.
     """
 
     path: tuple[str, ...]
@@ -412,9 +412,10 @@ class ClaimRestart:
     claimant: str
     unreachable: tuple[str, ...] = ()
     restarter: tuple[str, ...] = ()
-    """The HARestarter that claims (its path), its ``incarnation`` (which deployment of it) and its
-    ``epoch`` (how many takeovers it has been through): a daemon refuses the claims of an
-    HARestarter that was taken over since (a stale copy)."""
+    """The HARestarter that claims (its path), its ``incarnation`` (which deployment of it: a new
+    ``sd-actors up`` counts generations afresh; a takeover's claim names it too) and its ``epoch``
+    (how many takeovers it has been through): a daemon refuses the claims of an HARestarter that
+    was taken over since (a stale copy)."""
     incarnation: str = ""
     epoch: int = 0
 

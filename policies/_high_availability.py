@@ -261,7 +261,7 @@ class HighAvailability:
         refusal = self.takeover.refuse_claim(claim) if self.takeover is not None else None
         if refusal is not None:
             return refusal
-        holder = self.ledger.grant(claim.path, claim.generation, claim.claimant)
+        holder = self.ledger.grant(claim.path, claim.generation, claim.claimant, incarnation=claim.incarnation)
         if holder != claim.claimant:
             return ClaimAnswer(granted=False, holder=holder, reason=f"already granted to {holder}")
         return ClaimAnswer(granted=True, holder=holder)
@@ -297,9 +297,10 @@ class HighAvailability:
 
     def claim(self, path: tuple[str, ...], generation: int, unreachable: tuple[str, ...], *,
               restarter: tuple[str, ...] = (), incarnation: str = "", epoch: int = 0) -> ClaimOutcome:
-        """Ask the whole pool to grant this daemon the restart of ``path`` as ``generation``, once the
-        ``unreachable`` daemons that ran parts of it are out of their leases; ``restarter`` (the
-        HARestarter's path) of ``incarnation`` and ``epoch`` claims it (policies/_takeover.py)."""
+        """Ask the whole pool to grant this daemon the restart of ``path`` as ``generation`` in the
+        HARestarter deployment ``incarnation``, once the ``unreachable`` daemons that ran parts of it
+        are out of their leases; ``restarter`` (the HARestarter's path) at ``epoch`` claims it
+        (policies/_takeover.py)."""
         claim = ClaimRestart(path=path, generation=generation, claimant=self.own_endpoint, unreachable=unreachable,
                              restarter=restarter, incarnation=incarnation, epoch=epoch)
         if not self.holds_lease():

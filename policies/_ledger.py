@@ -1,11 +1,13 @@
 """The restart ledger: who may restart a component, agreed by a majority of the pool.
 
 Each daemon keeps a :class:`RestartLedger`, a SQLite file in its state folder. It grants each
-(component path, generation) to at most one claimant, and the grant is on disk before the answer
-leaves (so a daemon that crashed and came back cannot grant it a second time). A claimant acts only
-when a majority of *all* the daemons of the pool granted its claim (:func:`claim_majority`); two
-majorities of the same pool share a daemon, and that daemon granted only one of them, so two
-claimants never both win. policies/README.md gives the whole safety argument.
+(incarnation, component path, generation) to at most one claimant, and the grant is on disk before
+the answer leaves (so a daemon that crashed and came back cannot grant it a second time). The
+incarnation is which deployment of an HARestarter claims (a new ``sd-actors up`` of it starts its
+generations afresh). A claimant acts only when a majority of *all* the daemons of the pool granted
+its claim (:func:`claim_majority`); two majorities of the same pool share a daemon, and that daemon
+granted only one of them, so two claimants never both win. policies/README.md gives the whole
+safety argument.
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ Voter = Callable[[ClaimRestart], ClaimAnswer]
 
 
 class RestartLedger:
-    """One daemon's grants, one row per (path, generation). Safe to use from any thread."""
+    """One daemon's grants, one row per (incarnation, path, generation). Safe to use from any thread.
+
+    Claims that name no incarnation (``""``) share one: that of a System without HARestarter
+    deployments, as in tests.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -36,44 +42,71 @@ class RestartLedger:
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=FULL")
+        # (A file from before incarnations keeps its old table, "grants", unused: its keys name no
+        # incarnation, so no claim matches them any more.)
         self._connection.execute(
-            "CREATE TABLE IF NOT EXISTS grants (path TEXT NOT NULL, generation INTEGER NOT NULL, "
-            "claimant TEXT NOT NULL, granted_at REAL NOT NULL, PRIMARY KEY (path, generation))")
+            "CREATE TABLE IF NOT EXISTS restart_grants (incarnation TEXT NOT NULL, path TEXT NOT NULL, "
+            "generation INTEGER NOT NULL, claimant TEXT NOT NULL, granted_at REAL NOT NULL, "
+            "PRIMARY KEY (incarnation, path, generation))")
         self._lock = threading.Lock()
 
-    def grant(self, path: tuple[str, ...], generation: int, claimant: str) -> str:
-        """Grant (path, generation) to ``claimant`` unless someone holds it; return who holds it now.
+    def grant(self, path: tuple[str, ...], generation: int, claimant: str, *, incarnation: str = "") -> str:
+        """Grant (incarnation, path, generation) to ``claimant`` unless someone holds it; return who
+        holds it now.
 
         Asking again for a grant one already holds returns it again (an answer may have been lost).
         """
-        key = ":".join(path)
+        key = (incarnation, ":".join(path), generation)
         with self._lock:
             self._connection.execute("BEGIN IMMEDIATE")
             try:
                 self._connection.execute(
-                    "INSERT OR IGNORE INTO grants (path, generation, claimant, granted_at) VALUES (?, ?, ?, ?)",
-                    (key, generation, claimant, time.time()))
-                row = self._connection.execute("SELECT claimant FROM grants WHERE path = ? AND generation = ?",
-                                               (key, generation)).fetchone()
+                    "INSERT OR IGNORE INTO restart_grants (incarnation, path, generation, claimant, granted_at) "
+                    "VALUES (?, ?, ?, ?, ?)", (*key, claimant, time.time()))
+                row = self._connection.execute(
+                    "SELECT claimant FROM restart_grants WHERE incarnation = ? AND path = ? AND generation = ?",
+                    key).fetchone()
                 self._connection.execute("COMMIT")
             except BaseException:
                 self._connection.execute("ROLLBACK")
                 raise
         return str(row[0])
 
-    def holder(self, path: tuple[str, ...], generation: int) -> str | None:
-        """Who was granted (path, generation), if anyone."""
+    def holder(self, path: tuple[str, ...], generation: int, *, incarnation: str = "") -> str | None:
+        """Who was granted (incarnation, path, generation), if anyone."""
         with self._lock:
-            row = self._connection.execute("SELECT claimant FROM grants WHERE path = ? AND generation = ?",
-                                           (":".join(path), generation)).fetchone()
+            row = self._connection.execute(
+                "SELECT claimant FROM restart_grants WHERE incarnation = ? AND path = ? AND generation = ?",
+                (incarnation, ":".join(path), generation)).fetchone()
         return None if row is None else str(row[0])
 
-    def newest(self, path: tuple[str, ...]) -> int:
-        """The highest generation of ``path`` granted to anyone (-1: none)."""
+    def newest(self, path: tuple[str, ...], *, incarnation: str = "") -> int:
+        """The highest generation of (incarnation, path) granted to anyone (-1: none)."""
         with self._lock:
-            row = self._connection.execute("SELECT MAX(generation) FROM grants WHERE path = ?",
-                                           (":".join(path),)).fetchone()
+            row = self._connection.execute(
+                "SELECT MAX(generation) FROM restart_grants WHERE incarnation = ? AND path = ?",
+                (incarnation, ":".join(path))).fetchone()
         return -1 if row[0] is None else int(row[0])
+
+    def forget(self, incarnation: str, *, keeping: tuple[str, ...]) -> int:
+        """Forget every grant of ``incarnation`` but those of the path ``keeping``; return how many.
+
+        Called when that deployment of an HARestarter was taken down: its restarts will never be
+        claimed again, and the grants of its takeovers (``keeping``) still refuse a copy of an older
+        epoch that comes back (policies/README.md).
+        """
+        if not incarnation:
+            raise ValueError("only the grants of a named incarnation can be forgotten")
+        with self._lock:
+            cursor = self._connection.execute("DELETE FROM restart_grants WHERE incarnation = ? AND path != ?",
+                                              (incarnation, ":".join(keeping)))
+        return cursor.rowcount
+
+    def __len__(self) -> int:
+        """How many grants it holds."""
+        with self._lock:
+            row = self._connection.execute("SELECT COUNT(*) FROM restart_grants").fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         with self._lock:

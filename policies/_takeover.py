@@ -5,9 +5,9 @@ Every daemon keeps a replica of each HARestarter of the pool: what it takes to d
 (application, path, the daemon running it, its epoch, its description as it is now), sent by that
 daemon when it deploys or restarts something and kept in ``restarters.sqlite3`` in the state
 folder. When the daemon running an HARestarter has been silent for the lease plus the margin, the
-survivors claim its next epoch through the restart ledger, as a restart is claimed (the key is the
-HARestarter's path, ``#takeover`` and its incarnation, which tells one ``sd-actors up`` of it from
-the next): one wins, and deploys it under the same application name;
+survivors claim its next epoch through the restart ledger, as a restart is claimed (the key is its
+incarnation, which tells one ``sd-actors up`` of it from the next, and its path followed by
+``#takeover``): one wins, and deploys it under the same application name;
 the daemons running its children hand them over, as they do to a parent that comes back. A copy
 from an older epoch is refused by the pool from then on: its restart claims, and its requests for
 its children again.
@@ -45,8 +45,8 @@ logger = logging.getLogger(__name__)
 
 REPLICAS_FILE_NAME: Final = "restarters.sqlite3"
 TAKEOVER: Final = "#takeover"
-"""In the ledger key an HARestarter's takeover is claimed under, (its path, ``#takeover``, its
-incarnation): no component is named so (names are identifiers)."""
+"""Ends the path in the ledger key an HARestarter's takeover is claimed under, (its incarnation, its
+path + ``#takeover``, the epoch): no component is named so (names are identifiers)."""
 EPOCH_ATTRIBUTE: Final = "haEpoch"
 """How many takeovers an HARestarter has been through, written into the description a taker deploys."""
 INCARNATION_ATTRIBUTE: Final = "haIncarnation"
@@ -69,14 +69,15 @@ class Replica:
                                   incarnation=self.incarnation, description=self.description)
 
     @property
-    def takeover_key(self) -> tuple[str, ...]:
-        """The restart ledger's key for its takeovers (with the epoch as the generation)."""
-        return takeover_key(self.path, self.incarnation)
+    def takeover_path(self) -> tuple[str, ...]:
+        """The path its takeovers are claimed under in the restart ledger (see :func:`takeover_path`)."""
+        return takeover_path(self.path)
 
 
-def takeover_key(path: tuple[str, ...], incarnation: str) -> tuple[str, ...]:
-    """The restart ledger's key for the takeovers of the HARestarter at ``path`` of ``incarnation``."""
-    return (*path, TAKEOVER, incarnation)
+def takeover_path(path: tuple[str, ...]) -> tuple[str, ...]:
+    """The path the takeovers of the HARestarter at ``path`` are claimed under in the restart ledger,
+    with its incarnation and the epoch as the generation."""
+    return (*path, TAKEOVER)
 
 
 class ReplicaStore:
@@ -172,7 +173,9 @@ class Takeover:
         self._wake.set()
 
     def forget(self, path: tuple[str, ...], incarnation: str, epoch: int) -> None:
-        """The HARestarter at ``path`` ended: every daemon forgets it (those alive now; soon, from a thread)."""
+        """The HARestarter at ``path`` ended: every daemon forgets it and its restarts' grants (those
+        alive now; soon, from a thread)."""
+        self._forget_restarts(path, incarnation, epoch)
         self.replicas.forget(path, incarnation, epoch)
         message = ForgetRestarter(path=path, incarnation=incarnation, epoch=epoch)
         peers = [host for host in self._ha.live_hosts() if host != self._ha.own_endpoint]
@@ -230,6 +233,7 @@ class Takeover:
                                            description=message.description))
                 return Done()
             case ForgetRestarter(path=path, incarnation=incarnation, epoch=epoch):
+                self._forget_restarts(path, incarnation, epoch)
                 replica = self.replicas.get(path)
                 if self.replicas.forget(path, incarnation, epoch) and replica is not None:
                     self._end_stale(path, replica.host)
@@ -244,7 +248,7 @@ class Takeover:
         replica = self.replicas.get(path)
         if replica is not None and incarnation and replica.incarnation != incarnation:
             replica = None  # another deployment of it
-        taken_over = max(self._ha.ledger.newest(takeover_key(path, incarnation)), 0) if incarnation else 0
+        taken_over = max(self._ha.ledger.newest(takeover_path(path), incarnation=incarnation), 0) if incarnation else 0
         return RestarterWhereabouts(host=replica.host if replica else "", epoch=replica.epoch if replica else -1,
                                     taken_over=taken_over)
 
@@ -254,12 +258,12 @@ class Takeover:
         A takeover is granted only by a daemon that keeps a replica of that HARestarter at the epoch
         before the one claimed (not of one taken down, nor an older takeover), never of this daemon's
         own HARestarter. A restart is refused to an HARestarter of an older epoch than this daemon knows."""
-        if len(claim.path) >= 2 and claim.path[-2] == TAKEOVER:
-            restarter = claim.path[:-2]
+        if claim.path and claim.path[-1] == TAKEOVER:
+            restarter = claim.path[:-1]
             if self._ha.own_endpoint in claim.unreachable:
                 return ClaimAnswer(granted=False, reason="this daemon runs it and is alive")
             replica = self.replicas.get(restarter)
-            if replica is None or replica.incarnation != claim.path[-1]:
+            if replica is None or replica.incarnation != claim.incarnation:
                 return ClaimAnswer(granted=False, reason=f"no replica of {':'.join(restarter)} here (taken down, or "
                                    "never replicated to this daemon)")
             if replica.epoch != claim.generation - 1:
@@ -267,16 +271,21 @@ class Takeover:
                                    f"{replica.epoch} on {replica.host}, not {claim.generation - 1}")
             return None
         if claim.restarter:
-            replica = self.replicas.get(claim.restarter)
-            if replica is not None and replica.incarnation != claim.incarnation:
-                replica = None  # another deployment of it
-            newest = max(self._ha.ledger.newest(takeover_key(claim.restarter, claim.incarnation)),
-                         replica.epoch if replica else 0)
+            newest = self._newest_epoch(claim.restarter, claim.incarnation)
             if newest > claim.epoch:
-                where = f" to {replica.host}" if replica is not None and replica.epoch == newest else ""
+                replica = self.replicas.get(claim.restarter)
+                where = f" to {replica.host}" if replica is not None and replica.incarnation == claim.incarnation and (
+                    replica.epoch == newest) else ""
                 return ClaimAnswer(granted=False, reason=f"{':'.join(claim.restarter)} was taken over{where} (epoch "
                                    f"{newest}); the claimant's copy (epoch {claim.epoch}) is stale")
         return None
+
+    def _newest_epoch(self, path: tuple[str, ...], incarnation: str) -> int:
+        """The newest epoch this daemon knows of the HARestarter at ``path`` of ``incarnation``: its
+        replica's, or a takeover it granted (0: none)."""
+        replica = self.replicas.get(path)
+        kept = replica.epoch if replica is not None and replica.incarnation == incarnation else 0
+        return max(self._ha.ledger.newest(takeover_path(path), incarnation=incarnation), kept)
 
     def replica_above(self, path: tuple[str, ...]) -> Replica | None:
         """The replica of the HARestarter that ``path`` is below, if this daemon keeps one."""
@@ -291,8 +300,9 @@ class Takeover:
         replica = self.replica_above(path)
         if replica is None or replica.host == parent:
             return None
-        newest = self._ha.ledger.newest(replica.takeover_key)
-        if newest > replica.epoch and self._ha.ledger.holder(replica.takeover_key, newest) == parent:
+        newest = self._ha.ledger.newest(replica.takeover_path, incarnation=replica.incarnation)
+        if newest > replica.epoch and self._ha.ledger.holder(replica.takeover_path, newest,
+                                                             incarnation=replica.incarnation) == parent:
             return None  # it took the HARestarter over (granted here); its replica is on its way
         return (f"{':'.join(replica.path)} was taken over: it runs on {replica.host} (epoch {replica.epoch}), "
                 f"not on {parent}")
@@ -357,7 +367,8 @@ class Takeover:
             self._say(replica.path, f"takeover of {':'.join(replica.path)}: {lost[1]} holds epoch {lost[0]}; "
                       "waiting for it to take over")
             return
-        outcome = self._ha.claim(replica.takeover_key, replica.epoch + 1, (replica.host,))
+        outcome = self._ha.claim(replica.takeover_path, replica.epoch + 1, (replica.host,),
+                                 incarnation=replica.incarnation)
         if not outcome.won:
             if outcome.holders:
                 self._lost[replica.path] = (replica.epoch + 1, outcome.holders[0])
@@ -393,11 +404,23 @@ class Takeover:
             return  # asked again next round
         if not isinstance(reply, RestarterWhereabouts):
             return
-        if reply.epoch < 0 and self.replicas.forget(replica.path, replica.incarnation, replica.epoch):
+        gone = reply.epoch < 0
+        if gone:
+            self._forget_restarts(replica.path, replica.incarnation, replica.epoch)
+        if gone and self.replicas.forget(replica.path, replica.incarnation, replica.epoch):
             logger.info("takeover: %s no longer keeps %s (taken down while this daemon was away): forgotten",
                         replica.host, ":".join(replica.path))
         else:
             self._confirmed.add((replica.path, replica.epoch, replica.host))
+
+    def _forget_restarts(self, path: tuple[str, ...], incarnation: str, epoch: int) -> None:
+        """The HARestarter at ``path`` of ``incarnation`` ended at ``epoch``: forget the ledger's grants
+        of its children's restarts, which no copy of it wins again, unless this daemon knows of an
+        epoch past ``epoch`` (the news then comes from a stale copy, and the newer one may still need
+        them). Called before its replica is forgotten. The grants of its takeovers stay (one per
+        takeover): they refuse a copy of an older epoch that comes back (policies/README.md)."""
+        if self._newest_epoch(path, incarnation) <= epoch:
+            self._ha.ledger.forget(incarnation, keeping=takeover_path(path))
 
     def _say(self, path: tuple[str, ...], text: str) -> None:
         """Log ``text`` once while it stays the same (the watch looks every heartbeat interval)."""

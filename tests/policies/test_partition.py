@@ -390,8 +390,13 @@ def test_when_the_restarters_own_host_is_cut_off_its_vms_elsewhere_keep_running_
     assert all(s.running == (("vm1",) if s.host == "h2" else ("vm2", "vm3")) for s in during)
 
 
-def test_when_the_restarters_own_daemon_is_killed_its_vms_elsewhere_keep_running_and_it_takes_them_back(
+def test_when_the_restarters_own_daemon_is_killed_its_vms_elsewhere_run_untouched_through_the_takeover_and_its_return(
         pool: Pool, tmp_path: Path) -> None:
+    """h1, the HARestarter's host, stays dead for 2.5 s, longer than the lease and its margin
+    (1.25 s): a survivor takes the HARestarter over and adopts the VMs where they run. h1, started
+    again, re-deploys the application from its journal, learns it was taken over and runs it without
+    the HARestarter's children. Throughout, h2 and h3 run the very VMs they ran before the kill,
+    never stopped and never two copies. (test_takeover.py checks who took it over and what h1 shows.)"""
     _up(pool, _description(pool, tmp_path, VMS))
     pool.wait_for(lambda latest: latest.get("h2") == ("vm1",) and latest.get("h3") == ("vm2", "vm3"), "deployed")
 
