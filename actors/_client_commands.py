@@ -414,9 +414,12 @@ def run_hosts(arguments: argparse.Namespace, out: TextIO) -> int:
         return 0
     now = time.time()
     for host in reply.hosts:
-        heard = "now" if host.last_heard is None else f"{max(now - host.last_heard, 0):.1f} s ago"
+        heard = "now" if host.is_self else "never" if host.last_heard is None else \
+            f"{max(now - host.last_heard, 0):.1f} s ago"
         print(f"{host.address:32s} {host.state:8s} heard {heard}{'  (this daemon)' if host.is_self else ''}",
               file=out)
+    # Every daemon listed counts, dead and unheard ones too: each may only be cut off.
+    print(f"a majority is {len(reply.hosts) // 2 + 1} of these {len(reply.hosts)}", file=out)
     return 0
 
 

@@ -29,6 +29,7 @@ import pluggy
 from sd_actors.actors._component import Component
 from sd_actors.actors._errors import ComponentFailed, DeploymentError
 from sd_actors.actors._events import LifecycleEvent, State
+from sd_actors.actors._forgotten_hosts import ForgottenHosts
 from sd_actors.actors._journal import ApplicationStatus, DuplicateApplication, Journal, JournalError, open_journal
 from sd_actors.actors._progress import ProgressStream
 from sd_actors.actors._records import DETACHED, TerminationRecord
@@ -153,6 +154,7 @@ class Daemon:
         self.journal = journal
         self.keypair = keypair
         self.stopped = threading.Event()
+        forgotten_hosts = ForgottenHosts(settings.state_dir)  # first: a damaged list stops the start here
         self._unsubscribe = system.subscribe(self._journal_event)
         registry = make_registry()
         self.node = Node(bind=settings.bind, registry=registry, handler=self.handle, keypair=keypair,
@@ -162,7 +164,7 @@ class Daemon:
         self.peers = Peers(own_endpoint=settings.bind, registry=registry, keypair=keypair,
                            known_keys=lambda endpoint: known_daemon_key(settings.state_dir, endpoint),
                            interval=settings.heartbeat_interval, suspect_after=settings.suspect_after,
-                           dead_after=settings.dead_after)
+                           dead_after=settings.dead_after, forgotten_hosts=forgotten_hosts)
         self.peers.seed(settings.peers)
         self._remote_type = type("RemoteComponent", (RemoteComponent,),
                                  {"peers": self.peers, "own_endpoint": settings.bind})
@@ -697,15 +699,20 @@ class Daemon:
         request.reply(ComponentTerminated(path=ref.path, record=record_info(final)))
 
     def hosts(self) -> HostsReply:
-        """The pool as this daemon's membership sees it: state and when each was last heard."""
+        """The pool as this daemon's membership sees it: state and when each was last heard; the
+        ``--peer`` seeds not heard from yet are ``unheard``. Every host listed counts for a majority."""
         wall, monotonic = time.time(), time.monotonic()
         hosts = []
-        for member in self.peers.members():
+        members = self.peers.members()
+        for member in members:
             heard = wall if member.is_self else (
                 None if member.last_heard is None else wall - (monotonic - member.last_heard))
             hosts.append(HostStatus(address=member.address, state=member.state, last_heard=heard,
                                     is_self=member.is_self))
-        return HostsReply(hosts=tuple(hosts))
+        known = {member.address for member in members}
+        hosts.extend(HostStatus(address=address, state="unheard", last_heard=None)
+                     for address in self.peers.electorate() if address not in known)
+        return HostsReply(hosts=tuple(sorted(hosts, key=lambda host: host.address)))
 
     def status(self, only: str = "") -> StatusReply:
         applications = []

@@ -22,6 +22,7 @@ import msgpack
 
 from sd_actors.actors._component import Component, ComponentContext, Reaction
 from sd_actors.actors._errors import ComponentFailed, DeploymentError
+from sd_actors.actors._forgotten_hosts import ForgottenHosts
 from sd_actors.actors._records import TerminationRecord
 from sd_actors.actors._runtime import ComponentRef
 from sd_actors.net import Heartbeat, KeyPair, Member, Membership, MessageRegistry
@@ -125,11 +126,14 @@ class Peers:
     learn of each other from seeds without a master); a daemon heard from is alive, silent for
     ``suspect_after`` suspect, for ``dead_after`` dead. Remote components ask their link how long
     their host has been silent: component liveness rides on this one stream per pair.
+
+    With ``forgotten_hosts`` (the state folder's list), the daemons forgotten on purpose stay
+    forgotten across restarts of this one.
     """
 
     def __init__(self, *, own_endpoint: str, registry: MessageRegistry, keypair: KeyPair | None,
                  known_keys: Callable[[str], str | None], interval: float = 0.5, suspect_after: float = 1.5,
-                 dead_after: float = 5.0) -> None:
+                 dead_after: float = 5.0, forgotten_hosts: ForgottenHosts | None = None) -> None:
         self.own_endpoint = own_endpoint
         self._registry = registry
         self._keypair = keypair
@@ -138,9 +142,14 @@ class Peers:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.interval = interval
+        self._forgotten_hosts = forgotten_hosts
+        forgotten = forgotten_hosts.kept if forgotten_hosts is not None else {}
+        if forgotten:
+            logger.info("forgotten on purpose (sd-actors forget-host), counted in no majority until heard from again: "
+                        "%s", ", ".join(sorted(forgotten)))
         self.membership = Membership(own_endpoint, keypair.public.decode() if keypair else "",
                                      incarnation=int(time.time() * 1000), clock=time.monotonic, interval=interval,
-                                     suspect_after=suspect_after, dead_after=dead_after)
+                                     suspect_after=suspect_after, dead_after=dead_after, forgotten=forgotten)
         self._membership_lock = threading.Lock()
         self._thread = threading.Thread(target=self._beat, name="sd-actors-heartbeat", daemon=True)
         self._thread.start()
@@ -148,6 +157,10 @@ class Peers:
     def seed(self, endpoints: Sequence[str]) -> None:
         with self._membership_lock:
             self.membership.seed(endpoints)
+            forgotten = self.membership.forgotten()
+        for endpoint in sorted(set(endpoints) & forgotten.keys()):
+            logger.info("--peer %s was forgotten (sd-actors forget-host): it counts again once it is heard from",
+                        endpoint)
 
     def link(self, endpoint: str, public_key: str | None = None) -> PeerLink:
         with self._lock:
@@ -176,7 +189,16 @@ class Peers:
             return
         with self._membership_lock:
             self.membership.receive(heartbeat)
+            kept = self._forgotten_hosts.kept if self._forgotten_hosts is not None else {}
+            back = kept.keys() - self.membership.forgotten().keys()
         self.link(sender.address, client_key or sender.public_key or None).heard()
+        if back and self._forgotten_hosts is not None:  # heard from again, or gossip of a later life
+            logger.info("forgotten hosts are back in the pool: %s", ", ".join(sorted(back)))
+            try:
+                self._forgotten_hosts.keep(self._forgotten)
+            except OSError as error:
+                logger.warning("could not write %s (%s): after a restart, %s will count again only once heard from",
+                               self._forgotten_hosts.path, error, ", ".join(sorted(back)))
 
     def members(self) -> tuple[Member, ...]:
         with self._membership_lock:
@@ -203,10 +225,23 @@ class Peers:
     def forget(self, address: str) -> None:
         """Remove the dead member at ``address`` (see ``Membership.forget``).
 
-        :raises ValueError: saying why it cannot be forgotten.
+        Written to the state folder before this returns, so a restart does not count it again.
+
+        :raises ValueError: saying why it cannot be forgotten, or that it could not be written.
         """
         with self._membership_lock:
             self.membership.forget(address)
+        if self._forgotten_hosts is None:
+            return
+        try:
+            self._forgotten_hosts.keep(self._forgotten)
+        except OSError as error:
+            raise ValueError(f"it is forgotten only until this daemon restarts: could not write "
+                             f"{self._forgotten_hosts.path} ({error}); fix that and forget it again") from None
+
+    def _forgotten(self) -> dict[str, int]:
+        with self._membership_lock:
+            return self.membership.forgotten()
 
     def electorate(self) -> tuple[str, ...]:
         """Every daemon of the pool this one knows, itself and unheard ``--peer`` seeds included,

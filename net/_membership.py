@@ -57,7 +57,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from random import Random
 from typing import Final, Literal
@@ -243,6 +243,9 @@ class Membership:
     :param fanout: how many dead members are probed per tick, and how many alive ones get the
         full view besides newcomers.
     :param random: the only source of randomness; a fresh unseeded one when None.
+    :param forgotten: the members an earlier life of this daemon forgot on purpose and has not heard
+        from since (what :meth:`forgotten` said then, kept by the daemon in its state folder): they
+        stay forgotten, as though :meth:`forget` had been called again.
     :raises InvalidAddress, InvalidKey: the address or key of this daemon is malformed.
     :raises ValueError: the timings are not ``0 < interval < suspect_after < dead_after``, or
         ``fanout`` is below 1.
@@ -260,6 +263,7 @@ class Membership:
         dead_after: float = 10.0,
         fanout: int = 3,
         random: Random | None = None,
+        forgotten: Mapping[str, int] | None = None,
     ) -> None:
         _check_settings(interval=interval, suspect_after=suspect_after, dead_after=dead_after, fanout=fanout)
         self._self = MemberInfo(address=self_address, public_key=self_public_key, incarnation=incarnation)
@@ -277,8 +281,12 @@ class Membership:
         self._next_subscription = 0
         self._last_tick: float | None = None
         self._resumed_at = -math.inf
-        # Members forgotten on purpose (forget), with the incarnation they were forgotten in.
+        # Members forgotten on purpose (forget), with the incarnation they were forgotten in (-1: a
+        # --peer seed never heard from), until they are heard from again.
         self._forgotten: dict[str, int] = {}
+        for address, incarnation in (forgotten or {}).items():
+            if check_address(address) != self.address:
+                self._forgotten[address] = int(incarnation)
 
     # -- settings ------------------------------------------------------------------------------------
 
@@ -310,14 +318,16 @@ class Membership:
 
         A seed is not a member until it is heard from: a seed that never answers is listed by
         :meth:`unheard_seeds`, and counts in no majority. Give the address the peer listens on
-        (its ``--bind``): a seed is heard when a heartbeat comes *from that address*.
+        (its ``--bind``): a seed is heard when a heartbeat comes *from that address*. A seed that
+        was forgotten (:meth:`forgotten`) is left out: it rejoins by sending a heartbeat itself.
 
         :raises InvalidAddress: one of them is malformed; then none is added.
         """
         checked = [check_address(address) for address in addresses]
         for address in checked:
             entry = self._entries.get(address)
-            if address != self.address and (entry is None or entry.heard_directly is None):
+            if address != self.address and address not in self._forgotten and (
+                    entry is None or entry.heard_directly is None):
                 self._unheard_seeds.add(address)
 
     def tick(self) -> list[tuple[str, Heartbeat]]:
@@ -415,6 +425,12 @@ class Membership:
         entry = self._entries.get(address)
         return None if entry is None else entry.public_key
 
+    def forgotten(self) -> dict[str, int]:
+        """The members forgotten on purpose (:meth:`forget`) and not heard from since: address → the
+        incarnation forgotten (-1 for a ``--peer`` seed never heard from). Gossip about that life
+        of them is ignored; news of a later one, or a heartbeat from them, takes them off this list."""
+        return dict(self._forgotten)
+
     def unheard_seeds(self) -> tuple[str, ...]:
         """The ``--peer`` seeds that have not sent a heartbeat yet, sorted."""
         return tuple(sorted(self._unheard_seeds))
@@ -436,7 +452,9 @@ class Membership:
         of a newer incarnation, brings it back. Forget it on every daemon, or their majorities are
         counted over different pools.
 
-        A ``--peer`` seed never heard from is forgotten too.
+        A ``--peer`` seed never heard from is forgotten too, and forgetting a member already forgotten
+        changes nothing (so the same forget can be sent again). What is forgotten is listed by
+        :meth:`forgotten`, for the daemon to keep.
 
         :raises ValueError: it is unknown, this daemon itself, or not dead (stop its daemon first).
         """
@@ -446,6 +464,9 @@ class Membership:
         if entry is None:
             if address in self._unheard_seeds:  # a --peer seed never heard from
                 self._unheard_seeds.discard(address)
+                self._forgotten[address] = -1
+                return
+            if address in self._forgotten:
                 return
             raise ValueError(f"{address} is not a member; members: {', '.join(sorted(self._entries)) or 'none'}")
         if entry.state != "dead":
@@ -501,8 +522,10 @@ class Membership:
         address = info.address
         if address == via:
             return  # the sender's word about itself was direct news
-        if info.incarnation <= self._forgotten.get(address, -1):
-            return  # a member forgotten on purpose, in the life it was forgotten in
+        if address in self._forgotten:
+            if info.incarnation <= self._forgotten[address]:
+                return  # a member forgotten on purpose, in the life it was forgotten in
+            del self._forgotten[address]  # news of a later life: it is back
         if address == self.address:
             if info.state != "alive":
                 self._needs_full_view.add(via)  # refute: our next beat to it says alive

@@ -454,6 +454,90 @@ def test_gossip_about_this_daemon_is_refuted_by_sending_its_own_view_next() -> N
     assert heartbeats[D].sender == MemberInfo(address=A, incarnation=1, state="alive", heard=0.0)
 
 
+# -- forgetting a member (sd-actors forget-host) -------------------------------------------------------------
+
+
+def _dead_everywhere(pool: Network, address: str) -> None:
+    pool.stop(address)
+    pool.step(int(DEAD_AFTER / INTERVAL) + 1)
+    assert all(pool.states(observer)[address] == "dead" for observer in pool.daemons)
+
+
+def test_a_forgotten_member_counts_in_no_majority_and_gossip_of_the_life_it_was_forgotten_in_is_ignored(
+        pool: Network) -> None:
+    _dead_everywhere(pool, C)
+    pool.daemons[A].forget(C)
+
+    pool.step(3)  # B still gossips about C, dead, in the life A forgot
+
+    assert C not in pool.states(A)
+    assert pool.daemons[A].forgotten() == {C: 1}
+    assert pool.daemons[A].majority_visible()
+
+
+def test_forgetting_a_member_already_forgotten_changes_nothing_and_an_unknown_one_is_refused(pool: Network) -> None:
+    _dead_everywhere(pool, C)
+    pool.daemons[A].forget(C)
+
+    pool.daemons[A].forget(C)
+
+    assert pool.daemons[A].forgotten() == {C: 1}
+    with pytest.raises(ValueError, match=f"{D} is not a member; members: {B}"):
+        pool.daemons[A].forget(D)
+
+
+def test_a_forgotten_member_back_with_a_new_life_rejoins_every_daemon_and_leaves_their_forgotten_lists(
+        pool: Network) -> None:
+    _dead_everywhere(pool, C)
+    for observer in (A, B):
+        pool.daemons[observer].forget(C)
+
+    pool.start(C, seeds=[A], incarnation=2)
+    pool.step(3)
+
+    assert pool.states(A) == pool.states(B) == {A: "alive", B: "alive", C: "alive"}
+    assert pool.daemons[A].forgotten() == pool.daemons[B].forgotten() == {}
+
+
+def test_a_seed_never_heard_from_is_forgotten_in_whatever_life_it_has_so_far() -> None:
+    membership = make_membership(A, FakeClock())
+    membership.seed([B, C])
+
+    membership.forget(C)
+
+    assert membership.unheard_seeds() == (B,)
+    assert membership.forgotten() == {C: -1}
+
+
+def test_what_an_earlier_life_of_this_daemon_forgot_stays_forgotten_though_given_again_as_a_seed() -> None:
+    membership = Membership(A, "", incarnation=1, clock=FakeClock(), interval=INTERVAL, suspect_after=SUSPECT_AFTER,
+                            dead_after=DEAD_AFTER, forgotten={C: 5, D: -1})
+    membership.seed([B, C, D])
+
+    membership.receive(beat(B, MemberInfo(address=C, incarnation=5, state="dead", heard=20.0)))
+
+    assert membership.unheard_seeds() == ()
+    assert [member.address for member in membership.members()] == [A, B]
+    assert membership.forgotten() == {C: 5, D: -1}
+    assert [target for target, _ in membership.tick()] == [B]
+
+
+@pytest.mark.parametrize(("news", "back"), [
+    (beat(C, incarnation=5), C),
+    (beat(B, MemberInfo(address=C, incarnation=6, heard=0.5)), C),
+    (beat(B, MemberInfo(address=D, incarnation=1, heard=0.5)), D),
+], ids=["a heartbeat from it", "gossip of a later life", "gossip of a seed forgotten unheard"])
+def test_what_an_earlier_life_forgot_rejoins_on_news_of_it_from_after_the_forget(news: Heartbeat, back: str) -> None:
+    membership = Membership(A, "", incarnation=1, clock=FakeClock(), interval=INTERVAL, suspect_after=SUSPECT_AFTER,
+                            dead_after=DEAD_AFTER, forgotten={C: 5, D: -1})
+
+    membership.receive(news)
+
+    assert membership.member(back) is not None
+    assert back not in membership.forgotten()
+    assert len(membership.forgotten()) == 1
+
+
 # -- what a tick sends -------------------------------------------------------------------------------------
 
 
