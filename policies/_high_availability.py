@@ -385,8 +385,8 @@ def sd_actors_cli_commands(commands: argparse._SubParsersAction[argparse.Argumen
         "forget-host", help="remove a dead daemon from the pool, on every live daemon",
         description="Remove a dead daemon (a host taken out of the pool) from the membership of the daemon "
         "--host names and of every live daemon it knows, so that it no longer counts against the majority a "
-        "daemon needs to keep its lease (policies/README.md). A daemon that is not dead is refused; one that "
-        "comes back later rejoins by itself.")
+        "daemon needs to keep its lease (policies/README.md); each keeps the forget in its state folder, so it "
+        "holds across restarts. A daemon that is not dead is refused; one that comes back later rejoins by itself.")
     forget.add_argument("address", metavar="ADDR", help="the forgotten daemon: tcp://HOST:PORT, HOST:PORT or HOST")
     client_options(forget)
     forget.set_defaults(run=_run_forget_host)
