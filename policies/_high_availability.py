@@ -128,6 +128,10 @@ class HighAvailability:
                 return False
         return True
 
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds``; False (at once) when this daemon stops."""
+        return not self._stopped.wait(seconds)
+
     def _keep_lease(self) -> None:
         check = min(self.peers.interval, self.terms.fence_before / 4)
         while not self._stopped.wait(check):

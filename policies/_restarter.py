@@ -103,6 +103,7 @@ class HARestarter(Component):
         self._taken_over_by = ""
         self._ended_elsewhere = False
         self._lost_at_takeover: dict[str, tuple[str, ...]] = {}
+        self._said_waiting = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def create(self) -> None:
@@ -152,7 +153,19 @@ class HARestarter(Component):
         takeover = services.takeover if services is not None else None
         if services is None or takeover is None or takeover.replicas.get(self.context.path) is None:
             return False
-        news = takeover.where_is(self.context.path, self._incarnation, timeout=max(2 * services.peers.interval, 0.5))
+        timeout = max(2 * services.peers.interval, 0.5)
+        news = takeover.where_is(self.context.path, self._incarnation, timeout=timeout)
+        while news is None or not services.holds_lease():
+            # No answer is no news: only a majority of the pool holds a grantor of any takeover.
+            # The children wait (none created) until one answers.
+            if not self._said_waiting:
+                self._said_waiting = True
+                logger.warning("%s: its children wait until a majority of the pool (%d daemons) answers whether "
+                               "it was taken over while this daemon was gone (and this daemon holds a lease)",
+                               ":".join(self.context.path), len(takeover.electorate()))
+            if not services.pause(services.retry_interval):
+                return True  # the daemon stops: nothing created
+            news = takeover.where_is(self.context.path, self._incarnation, timeout=timeout)
         newest = max(news.epoch, news.taken_over)
         if newest <= self._epoch or news.host == services.own_endpoint:
             return False

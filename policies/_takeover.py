@@ -90,6 +90,7 @@ class ReplicaStore:
         self._connection.execute(
             "CREATE TABLE IF NOT EXISTS restarters (path TEXT PRIMARY KEY, app TEXT NOT NULL, host TEXT NOT NULL, "
             "epoch INTEGER NOT NULL, incarnation TEXT NOT NULL, description TEXT NOT NULL, updated REAL NOT NULL)")
+        self._connection.execute("CREATE TABLE IF NOT EXISTS electorate (address TEXT PRIMARY KEY)")
         self._lock = threading.Lock()
 
     def keep(self, replica: Replica) -> bool:
@@ -129,6 +130,16 @@ class ReplicaStore:
         return [Replica(app=row[1], path=tuple(row[0].split(":")), host=row[2], epoch=row[3], incarnation=row[4],
                         description=row[5]) for row in rows]
 
+    def electorate(self) -> set[str]:
+        """Every daemon this daemon has counted in its pool's majority, in any of its runs."""
+        with self._lock:
+            return {row[0] for row in self._connection.execute("SELECT address FROM electorate")}
+
+    def remember_electorate(self, addresses: set[str]) -> None:
+        with self._lock:
+            self._connection.executemany("INSERT OR IGNORE INTO electorate (address) VALUES (?)",
+                                         [(address,) for address in sorted(addresses)])
+
     def close(self) -> None:
         with self._lock:
             self._connection.close()
@@ -153,6 +164,9 @@ class Takeover:
         self._adopt = adopt
         self._end_stale = end_stale
         self.replicas = ReplicaStore(state_dir / REPLICAS_FILE_NAME)
+        self._state_dir = state_dir
+        self._remembered = self.replicas.electorate()
+        """The pool's daemons this daemon ever counted (kept: a restart starts from the whole pool)."""
         self._started = time.monotonic()
         self._spread_to: dict[tuple[str, ...], tuple[int, str, set[str]]] = {}
         """For each replica this daemon runs: its epoch and description, and the peers that have it."""
@@ -181,11 +195,15 @@ class Takeover:
         peers = [host for host in self._ha.live_hosts() if host != self._ha.own_endpoint]
         threading.Thread(target=self._tell, args=(peers, message), daemon=True, name="sd-actors-forget").start()
 
-    def where_is(self, path: tuple[str, ...], incarnation: str, timeout: float) -> RestarterWhereabouts:
+    def where_is(self, path: tuple[str, ...], incarnation: str, timeout: float) -> RestarterWhereabouts | None:
         """The newest news of the HARestarter at ``path`` of ``incarnation``: this daemon's and every
-        peer's that answers within ``timeout`` (a daemon that restarted asks before it re-deploys one)."""
+        peer's that answers within ``timeout`` (a daemon that restarted asks before it re-deploys one).
+        None unless more than half of the pool answered (this daemon included), counted over every
+        daemon it ever counted and not forgotten since: such a majority holds a grantor of any
+        takeover, so silence never reads as "not taken over"."""
+        electorate = self.electorate()
         answers = [self.whereabouts(path, incarnation)]
-        others = [address for address in self._ha.peers.electorate() if address != self._ha.own_endpoint]
+        others = [address for address in electorate if address != self._ha.own_endpoint]
         if others:
             def ask(address: str) -> object:
                 return self._ha.peers.link(address).request(WhereIsRestarter(path=path, incarnation=incarnation),
@@ -200,9 +218,26 @@ class Takeover:
                         continue
                     if isinstance(reply, RestarterWhereabouts):
                         answers.append(reply)
+        if len(answers) <= len(electorate) // 2:
+            return None
         newest = max(answers, key=lambda answer: answer.epoch)
         return RestarterWhereabouts(host=newest.host, epoch=newest.epoch,
                                     taken_over=max(answer.taken_over for answer in answers))
+
+    def electorate(self) -> tuple[str, ...]:
+        """The pool a majority is counted over: the current electorate, and every daemon this one
+        counted before (in this run or an earlier one), less those forgotten (sd-actors forget-host)."""
+        from sd_actors.actors._forgotten_hosts import ForgottenHosts
+
+        current = set(self._ha.peers.electorate())
+        self._remember(current)
+        forgotten = ForgottenHosts(self._state_dir).kept.keys()
+        return tuple(sorted((current | self._remembered) - (forgotten - current)))
+
+    def _remember(self, electorate: set[str]) -> None:
+        if not electorate <= self._remembered:
+            self.replicas.remember_electorate(electorate)
+            self._remembered |= electorate
 
     def forward_down(self, app: str, path: tuple[str, ...]) -> None:
         """``sd-actors down`` of ``app`` here, whose HARestarter at ``path`` was taken over: the daemon
@@ -320,6 +355,7 @@ class Takeover:
                 logger.exception("takeover: looking at the replicas failed")
 
     def _look(self) -> None:
+        self._remember(set(self._ha.peers.electorate()))
         live = self._ha.live_hosts()
         for replica in self.replicas.all():
             if replica.host == self._ha.own_endpoint:
