@@ -243,6 +243,12 @@ class Peers:
         with self._membership_lock:
             return self.membership.forgotten()
 
+    def incarnation(self, endpoint: str) -> int | None:
+        """The life of the daemon at ``endpoint`` (its start time) as last heard of; None if unknown."""
+        with self._membership_lock:
+            member = self.membership.member(endpoint)
+        return None if member is None else member.incarnation
+
     def electorate(self) -> tuple[str, ...]:
         """Every daemon of the pool this one knows, itself and unheard ``--peer`` seeds included,
         sorted: what a majority is counted over (a dead member counts: it may only be cut off)."""
@@ -268,6 +274,9 @@ class RemoteComponent(Component):
         host = context.description.get("sfProcessHost")
         self.host = str(host)
         self.link = self.peers.link(endpoint_of_host(self.host))
+        # The life of the daemon that runs the subtree: a later one runs none of it (it is not in
+        # that daemon's journal), however short the silence between the two.
+        self._life: int | None = None
 
     def _ask(self, message: object, doing: str) -> None:
         try:
@@ -297,6 +306,7 @@ class RemoteComponent(Component):
                                 description=to_sf(self.context.description), parent_endpoint=self.own_endpoint),
                   "create")
         self.link.heard()
+        self._life = self.peers.incarnation(self.link.endpoint)
 
     def deploy(self) -> None:
         self._ask(StepSubtree(app=self.context.path[0], path=self.context.path, step="deploy"), "deploy")
@@ -331,6 +341,12 @@ class RemoteComponent(Component):
         if silent > self._silence_limit():
             raise ConnectionError(f"host {self.host} ({self.link.endpoint}) unreachable: no heartbeat for "
                                   f"{silent:.1f} s")
+        life = self.peers.incarnation(self.link.endpoint)
+        if self._life is None:
+            self._life = life  # not known yet when it was created
+        elif life is not None and life > self._life:
+            raise ConnectionError(f"host {self.host} ({self.link.endpoint}): its daemon restarted, and its new run "
+                                  "has no part of this subtree")
 
 
 class RemoteComponentRef(ComponentRef):
