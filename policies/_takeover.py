@@ -91,25 +91,40 @@ class ReplicaStore:
             "CREATE TABLE IF NOT EXISTS restarters (path TEXT PRIMARY KEY, app TEXT NOT NULL, host TEXT NOT NULL, "
             "epoch INTEGER NOT NULL, incarnation TEXT NOT NULL, description TEXT NOT NULL, updated REAL NOT NULL)")
         self._connection.execute("CREATE TABLE IF NOT EXISTS electorate (address TEXT PRIMARY KEY)")
+        self._connection.execute(
+            "CREATE TABLE IF NOT EXISTS ended (path TEXT NOT NULL, incarnation TEXT NOT NULL, epoch INTEGER NOT NULL, "
+            "PRIMARY KEY (path, incarnation))")
         self._lock = threading.Lock()
 
     def keep(self, replica: Replica) -> bool:
-        """Keep ``replica`` unless one of a newer epoch of the same incarnation is kept (another
-        incarnation is a new deployment: it replaces the old); whether it was kept."""
+        """Keep ``replica`` unless one of a newer epoch of the same incarnation is kept, or this daemon
+        forgot its deployment at that epoch or a later one (taken down: a stale copy's news); another
+        incarnation is a new deployment: it replaces the old. Whether it was kept."""
+        key = ":".join(replica.path)
         with self._lock:
+            ended = self._connection.execute(
+                "SELECT epoch FROM ended WHERE path = ? AND incarnation = ?", (key, replica.incarnation)).fetchone()
+            if ended is not None and replica.epoch <= ended[0]:
+                return False  # a stale copy's news: its deployment was taken down since
             cursor = self._connection.execute(
                 "INSERT INTO restarters (path, app, host, epoch, incarnation, description, updated) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET app = excluded.app, "
                 "host = excluded.host, epoch = excluded.epoch, incarnation = excluded.incarnation, "
                 "description = excluded.description, updated = excluded.updated "
                 "WHERE excluded.epoch >= epoch OR excluded.incarnation != incarnation",
-                (":".join(replica.path), replica.app, replica.host, replica.epoch, replica.incarnation,
+                (key, replica.app, replica.host, replica.epoch, replica.incarnation,
                  replica.description, time.time()))
             return cursor.rowcount > 0
 
     def forget(self, path: tuple[str, ...], incarnation: str, epoch: int) -> bool:
-        """Forget the replica at ``path`` if it is of ``incarnation``, at ``epoch`` or older; whether one was."""
+        """Forget the replica at ``path`` if it is of ``incarnation``, at ``epoch`` or older; whether one
+        was. Its deployment has ended there: a replica of it at that epoch or older is refused from
+        now on (one of a later epoch is a takeover this daemon had not heard of yet)."""
         with self._lock:
+            self._connection.execute(
+                "INSERT INTO ended (path, incarnation, epoch) VALUES (?, ?, ?) "
+                "ON CONFLICT (path, incarnation) DO UPDATE SET epoch = MAX(epoch, excluded.epoch)",
+                (":".join(path), incarnation, epoch))
             cursor = self._connection.execute(
                 "DELETE FROM restarters WHERE path = ? AND incarnation = ? AND epoch <= ?",
                 (":".join(path), incarnation, epoch))

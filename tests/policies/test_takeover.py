@@ -61,6 +61,29 @@ def test_a_replica_is_kept_on_disk_replaced_by_a_newer_epoch_or_deployment_and_f
     reopened.close()
 
 
+def test_a_replica_of_a_deployment_taken_down_is_refused_from_then_on_even_after_a_new_deployment(
+        tmp_path: Path) -> None:
+    def replica(host: str, epoch: int, incarnation: str) -> Replica:
+        return Replica(app="ha", path=("ha", "ha"), host=host, epoch=epoch, incarnation=incarnation,
+                       description="sfConfig extends {}")
+
+    store = ReplicaStore(tmp_path / "restarters.sqlite3")
+    store.keep(replica("tcp://a:3800", 0, "x"))
+    store.keep(replica("tcp://b:3800", 1, "x"))  # taken over from a
+    store.forget(("ha", "ha"), "x", 1)  # taken down on b
+    store.keep(replica("tcp://c:3800", 0, "y"))  # up again, on c
+    stale = store.keep(replica("tcp://a:3800", 0, "x"))  # a, cut off throughout, heals and spreads its own
+    store.close()
+    reopened = ReplicaStore(tmp_path / "restarters.sqlite3")
+    stale_after_restart = reopened.keep(replica("tcp://b:3800", 1, "x"))
+    kept = reopened.all()
+    reopened.close()
+
+    assert not stale
+    assert not stale_after_restart
+    assert kept == [replica("tcp://c:3800", 0, "y")]
+
+
 def _status(pool: Pool, name: str, app: str = "ha") -> list[dict[str, object]]:
     result = pool.cli("status", app, "--json", "--host", pool.endpoint(name))
     return json.loads(result.stdout)["applications"] if result.returncode == 0 else []  # type: ignore[no-any-return]
