@@ -239,6 +239,11 @@ class Peers:
             raise ValueError(f"it is forgotten only until this daemon restarts: could not write "
                              f"{self._forgotten_hosts.path} ({error}); fix that and forget it again") from None
 
+    def check_forget(self, address: str) -> None:
+        """Raise what :meth:`forget` would raise for ``address`` (see ``Membership.check_forget``)."""
+        with self._membership_lock:
+            self.membership.check_forget(address)
+
     def _forgotten(self) -> dict[str, int]:
         with self._membership_lock:
             return self.membership.forgotten()

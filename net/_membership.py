@@ -458,24 +458,33 @@ class Membership:
 
         :raises ValueError: it is unknown, this daemon itself, or not dead (stop its daemon first).
         """
-        if address == self.address:
-            raise ValueError(f"{address} is this daemon")
+        self.check_forget(address)
         entry = self._entries.get(address)
         if entry is None:
             if address in self._unheard_seeds:  # a --peer seed never heard from
                 self._unheard_seeds.discard(address)
                 self._forgotten[address] = -1
-                return
-            if address in self._forgotten:
+            return
+        del self._entries[address]
+        self._unheard_seeds.discard(address)
+        self._needs_full_view.discard(address)
+        self._forgotten[address] = entry.incarnation
+
+    def check_forget(self, address: str) -> None:
+        """Raise what :meth:`forget` would raise for ``address``, changing nothing.
+
+        :raises ValueError: it is unknown, this daemon itself, or not dead.
+        """
+        if address == self.address:
+            raise ValueError(f"{address} is this daemon")
+        entry = self._entries.get(address)
+        if entry is None:
+            if address in self._unheard_seeds or address in self._forgotten:
                 return
             raise ValueError(f"{address} is not a member; members: {', '.join(sorted(self._entries)) or 'none'}")
         if entry.state != "dead":
             raise ValueError(f"{address} is {entry.state}: only a dead member can be forgotten; stop its daemon and "
                              f"wait until it is dead (sd-actors hosts)")
-        del self._entries[address]
-        self._unheard_seeds.discard(address)
-        self._needs_full_view.discard(address)
-        self._forgotten[address] = entry.incarnation
 
     def subscribe(self, callback: Callable[[MembershipChange], object]) -> Callable[[], None]:
         """Call ``callback`` with every :class:`MembershipChange`, from tick and receive.

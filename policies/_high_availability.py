@@ -4,6 +4,7 @@ claims the HARestarters it runs make to the rest of the pool (policies/README.md
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import functools
 import json
 import logging
@@ -21,7 +22,9 @@ from sd_actors.net._protocol import (
     ClaimRestart,
     DomainsReply,
     ForgetHost,
+    GetHosts,
     HostForgotten,
+    HostsReply,
     ListDomains,
     RecordInfo,
     RequestFailed,
@@ -46,6 +49,9 @@ HA_GENERATION: Final = "haGeneration"
 """The attribute an HARestarter gives each child and everything nested in it: which restart it is
 (0 for the first deployment). A component that has it is stopped by its daemon when that daemon
 loses its lease."""
+
+FORGET_TIMEOUT: Final = 3.0
+"""How long ``sd-actors forget-host`` waits for each daemon of the pool (they are asked side by side)."""
 
 
 class HighAvailability:
@@ -224,28 +230,74 @@ class HighAvailability:
         return self.list_domains()
 
     def forget_host(self, message: ForgetHost) -> HostForgotten | RequestFailed:
-        """Forget a dead daemon here, then (unless forwarded) on every live daemon this one knows."""
-        try:
-            self.peers.forget(message.address)
-        except ValueError as error:
-            return RequestFailed(error=f"{self.own_endpoint} cannot forget {message.address}: {error}",
+        """Forget a dead daemon here and on the others of the pool; asked by the user (not
+        forwarded), only once a majority of the pool this daemon counts, the dead one and the
+        unreachable included, confirms it: each counts the same pool and sees it dead. Otherwise
+        nothing is forgotten: two sides of a partition never count disjoint majorities
+        (policies/README.md, "Assumptions")."""
+        address = message.address
+
+        def refused(error: str) -> RequestFailed:
+            return RequestFailed(error=f"{self.own_endpoint} cannot forget {address}: {error}",
                                  hint="sd-actors hosts shows each daemon's state")
-        by, failed = [self.own_endpoint], []
-        if not message.forwarded:
-            for address in self.live_hosts():
-                if address == self.own_endpoint:
-                    continue
-                try:
-                    reply = self.peers.link(address).request(ForgetHost(address=message.address, forwarded=True),
-                                                             timeout=5.0)
-                except (TimeoutError, OSError, ComponentFailed) as error:
-                    failed.append(f"{address}: no answer ({type(error).__name__})")
-                    continue
-                if isinstance(reply, HostForgotten):
-                    by.append(address)
-                else:
-                    failed.append(f"{address}: {reply.error if isinstance(reply, RequestFailed) else reply}")
-        return HostForgotten(address=message.address, by=tuple(sorted(by)), failed=tuple(sorted(failed)))
+
+        try:
+            self.peers.check_forget(address)
+            if message.forwarded:
+                self.peers.forget(address)
+                return HostForgotten(address=address, by=(self.own_endpoint,))
+        except ValueError as error:
+            return refused(str(error))
+        pool = set(self.peers.electorate()) | {address}
+        others = sorted(pool - {self.own_endpoint, address})
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(len(others), 1)) as ask:
+            answers = dict(zip(others, ask.map(lambda other: self._confirms_forget(other, address, pool), others),
+                               strict=True))
+        confirmed = [other for other, why_not in answers.items() if why_not is None]
+        failed = [f"{other}: {why_not}" for other, why_not in answers.items() if why_not is not None]
+        if 2 * (1 + len(confirmed)) <= len(pool):
+            return refused(f"only {1 + len(confirmed)} of the {len(pool)} daemons of the pool confirmed it, and a "
+                           f"majority is {len(pool) // 2 + 1}; nothing was forgotten ({'; '.join(failed)})")
+        try:
+            self.peers.forget(address)
+        except ValueError as error:
+            return refused(str(error))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(len(confirmed), 1)) as tell:
+            told = dict(zip(confirmed, tell.map(lambda other: self._tell_forget(other, address), confirmed),
+                            strict=True))
+        by = [self.own_endpoint, *(other for other, why_not in told.items() if why_not is None)]
+        failed += [f"{other}: {why_not}" for other, why_not in told.items() if why_not is not None]
+        return HostForgotten(address=address, by=tuple(sorted(by)), failed=tuple(sorted(failed)))
+
+    def _confirms_forget(self, other: str, address: str, pool: set[str]) -> str | None:
+        """None if the daemon at ``other`` counts ``pool`` (``address`` aside) and does not see
+        ``address`` alive; otherwise why not."""
+        try:
+            reply = self.peers.link(other).request(GetHosts(), timeout=FORGET_TIMEOUT)
+        except (TimeoutError, OSError, ComponentFailed) as error:
+            return f"no answer ({type(error).__name__})"
+        if not isinstance(reply, HostsReply):
+            return f"{reply.error if isinstance(reply, RequestFailed) else reply}"
+        counted = {host.address: host.state for host in reply.hosts}
+        if counted.get(address, "dead") not in ("dead", "unheard"):
+            return f"sees it {counted[address]}"
+        if counted.keys() - {address} != pool - {address}:
+            also, missing = sorted(counted.keys() - pool), sorted(pool - {address} - counted.keys())
+            return "counts another pool (" + "; ".join(
+                [*([f"also {', '.join(also)}"] if also else []), *([f"not {', '.join(missing)}"] if missing else [])]
+            ) + "): forget one host at a time, on every daemon"
+        return None
+
+    def _tell_forget(self, other: str, address: str) -> str | None:
+        """None once the daemon at ``other`` forgot ``address``; otherwise why not."""
+        try:
+            reply = self.peers.link(other).request(ForgetHost(address=address, forwarded=True),
+                                                   timeout=FORGET_TIMEOUT)
+        except (TimeoutError, OSError, ComponentFailed) as error:
+            return f"no answer ({type(error).__name__})"
+        if isinstance(reply, HostForgotten):
+            return None
+        return f"{reply.error if isinstance(reply, RequestFailed) else reply}"
 
     def answer_claim(self, claim: ClaimRestart) -> ClaimAnswer:
         """Grant ``claim`` unless an unreachable host may still hold its lease, or another claimant holds it."""
@@ -386,11 +438,13 @@ def sd_actors_cli_commands(commands: argparse._SubParsersAction[argparse.Argumen
     client_options(domains)
     domains.set_defaults(run=_run_domains)
     forget = commands.add_parser(
-        "forget-host", help="remove a dead daemon from the pool, on every live daemon",
+        "forget-host", help="remove a dead daemon from the pool, on every daemon of the pool",
         description="Remove a dead daemon (a host taken out of the pool) from the membership of the daemon "
-        "--host names and of every live daemon it knows, so that it no longer counts against the majority a "
-        "daemon needs to keep its lease (policies/README.md); each keeps the forget in its state folder, so it "
-        "holds across restarts. A daemon that is not dead is refused; one that comes back later rejoins by itself.")
+        "--host names and of the others of the pool, so that it no longer counts against the majority a "
+        "daemon needs to keep its lease (policies/README.md): only if a majority of the pool (the dead one "
+        "counted) confirms it counts the same pool and sees it dead, else nothing is forgotten. Each keeps the "
+        "forget in its state folder, so it holds across restarts. A daemon that is not dead is refused; one that "
+        "comes back later rejoins by itself. Exits 1 naming each daemon not told.")
     forget.add_argument("address", metavar="ADDR", help="the forgotten daemon: tcp://HOST:PORT, HOST:PORT or HOST")
     client_options(forget)
     forget.set_defaults(run=_run_forget_host)

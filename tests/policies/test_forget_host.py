@@ -3,12 +3,15 @@ ports of their own, a simulated hypervisor each). A host forgotten by the pool i
 by a survivor restarted with its old ``--peer`` list, and rejoins every daemon when it comes back.
 
 ``sd-actors hosts`` lists what a daemon counts a majority over: its members, and the ``--peer``
-seeds it has not heard from yet (``unheard``).
+seeds it has not heard from yet (``unheard``). A forget needs a majority of that pool to confirm
+it, so the minority side of a partition forgets nothing.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,8 +64,18 @@ class Pool:
 @pytest.fixture
 def pool(tmp_path: Path) -> Iterator[Pool]:
     """Daemons a, b and c, each told of the two others by --peer, each seeing all three alive."""
+    yield from _pool(tmp_path, "abc")
+
+
+@pytest.fixture
+def pool_of_five(tmp_path: Path) -> Iterator[Pool]:
+    """Daemons a to e, each told of the others by --peer, each seeing all five alive."""
+    yield from _pool(tmp_path, "abcde")
+
+
+def _pool(tmp_path: Path, names: str) -> Iterator[Pool]:
     user = User.make(tmp_path / "user")
-    ports = {name: free_port() for name in "abc"}
+    ports = {name: free_port() for name in names}
     daemons = {name: DaemonProcess(user, tmp_path / f"state-{name}", port, "--insecure", *TIMINGS, "--hypervisor",
                                    write_test_host(tmp_path, name=f"host-{name}", cpus=2, memory_mib=2048),
                                    *(option for other, other_port in ports.items() if other != name
@@ -79,6 +92,7 @@ def pool(tmp_path: Path) -> Iterator[Pool]:
     finally:
         for daemon in daemons.values():
             if daemon.process is not None:
+                os.kill(daemon.pid, signal.SIGCONT)  # a test may leave one frozen
                 daemon.stop()
 
 
@@ -114,6 +128,44 @@ def test_a_forgotten_host_is_not_counted_by_a_survivor_restarted_with_its_old_pe
             f"{c}") in log
     assert f"--peer {c} was forgotten (sd-actors forget-host): it counts again once it is heard from" in log
     assert pool.forgotten("a") == pool.forgotten("b") == {}
+
+
+def test_a_forget_needs_a_majority_of_the_pool_so_the_minority_side_of_a_partition_forgets_nothing(
+        pool_of_five: Pool) -> None:
+    pool = pool_of_five
+    a, b, c, d, e = (pool.endpoint(name) for name in "abcde")
+    for name in "cde":  # frozen: a and b see them dead, as across a partition {a, b} | {c, d, e}
+        os.kill(pool.daemons[name].pid, signal.SIGSTOP)
+    cut_off = {a: "alive", b: "alive", c: "dead", d: "dead", e: "dead"}
+    pool.wait_for("a", cut_off)
+    pool.wait_for("b", cut_off)
+    refused = pool.cli("forget-host", d, "--host", pool.daemons["a"].host)
+    after_refusal = {name: pool.hosts(name) for name in "ab"}
+    folders = [pool.daemons[name].state_dir / FORGOTTEN_HOSTS_FILE for name in "ab"]
+    nothing_written = not any(folder.exists() for folder in folders)
+
+    pool.daemons["d"].kill()  # d is really gone now; c comes back, e stays cut off
+    os.kill(pool.daemons["c"].pid, signal.SIGCONT)
+    for name in "abc":
+        pool.wait_for(name, {a: "alive", b: "alive", c: "alive", d: "dead", e: "dead"})
+    forgotten = pool.cli("forget-host", d, "--host", pool.daemons["a"].host)
+    kept = {name: pool.forgotten(name) for name in "abc"}
+    left = pool.hosts("b")
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert (f"{a} cannot forget {d}: only 2 of the 5 daemons of the pool confirmed it, and a majority is 3; "
+            "nothing was forgotten") in refused.stderr, refused.stderr
+    for other in (c, e):
+        assert f"{other}: no answer" in refused.stderr
+    assert after_refusal == {"a": cut_off, "b": cut_off}
+    assert nothing_written
+    assert forgotten.returncode == 1, forgotten.stdout + forgotten.stderr  # e was not told
+    assert forgotten.stdout.startswith(f"forgot {d} on {', '.join(sorted((a, b, c)))}\n"), forgotten.stdout
+    assert f"not forgotten on {e}: no answer" in forgotten.stdout
+    assert kept["a"] == kept["b"] == kept["c"]
+    assert isinstance(kept["a"], dict)
+    assert list(kept["a"]) == [d]
+    assert left == {a: "alive", b: "alive", c: "alive", e: "dead"}
 
 
 def test_a_peer_not_heard_from_yet_is_listed_as_unheard_and_counts_for_the_majority(tmp_path: Path) -> None:
