@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
-from sd_actors.actors import Component, ComponentFailed, TerminationRecord
+from sd_actors.actors import Component, ComponentFailed, DeploymentError, TerminationRecord
 from sd_actors.descriptions import ComponentDescription
 from sd_actors.net._protocol import (
     ClaimAnswer,
@@ -90,9 +90,15 @@ class HighAvailability:
                            self.watchdog.adopted_pid)
         elif self.watchdog.adopted_pid is not None:
             logger.info("watchdog: adopted the host watchdog (pid %s) of %s", self.watchdog.adopted_pid, state_dir)
-        self._domains: dict[tuple[str, ...], GuardedDomain] = {}
+        self._domains: dict[tuple[str, ...], tuple[GuardedDomain, ComponentRef, int]] = {}
+        """The HA domains here by component path: the component that noted it, and :attr:`_lapses` then."""
+        # Held while the domains, the lease's state below and what the watchdog hears change together.
         self._domains_lock = threading.Lock()
         self._holding: bool | None = None
+        self._fence_at: float | None = None
+        """When this daemon must fence unless a lease check renewed the lease before (None: none held)."""
+        self._lapses = 0
+        """How many times the lease was lost (also each time a check came after :attr:`_fence_at`)."""
         self._started = time.monotonic()
         self._stopped = threading.Event()
         self._closed = False
@@ -141,9 +147,11 @@ class HighAvailability:
     def _keep_lease(self) -> None:
         check = min(self.peers.interval, self.terms.fence_before / 4)
         while not self._stopped.wait(check):
-            expiry = self.lease_expiry()
-            remaining = expiry - time.monotonic()
-            holding = remaining >= self.terms.fence_before
+            with self._domains_lock:  # a domain noted meanwhile is in this report too
+                expiry, remaining, holding = self._check_lease()
+                self.watchdog.report(LeaseNews(endpoint=self.own_endpoint, lease_expiry=expiry,
+                                               fence_before=self.terms.fence_before),
+                                     [domain for domain, _, _ in self._domains.values()])
             if holding != self._holding:
                 if holding:
                     logger.info("lease: held (a majority of the pool answers this daemon)")
@@ -153,28 +161,72 @@ class HighAvailability:
                 self._holding = holding
             if not holding:
                 self.fence(remaining)
-            self.watchdog.report(LeaseNews(endpoint=self.own_endpoint, lease_expiry=expiry,
-                                           fence_before=self.terms.fence_before), self.guarded_domains())
+
+    def _check_lease(self) -> tuple[float, float, bool]:
+        """The lease's end, the time left, and whether it is held, as the lease thread sees it now
+        (``_domains_lock`` held). Fencing is sticky: a check that comes after the fence time the
+        previous one computed (this daemon was frozen) counts the lease lost, whatever newer answers say."""
+        now = time.monotonic()
+        expiry = self.lease_expiry()
+        remaining = expiry - now
+        late = -math.inf if self._fence_at is None else now - self._fence_at
+        lapsed = late >= 0
+        if lapsed:
+            logger.warning("lease: checked %.2f s after the time to fence (this daemon was frozen?): counted as "
+                           "lost, whatever the peers answered since", late)
+        holding = remaining >= self.terms.fence_before and not lapsed
+        if lapsed or (not holding and self._fence_at is not None):
+            self._lapses += 1
+        self._fence_at = expiry - self.terms.fence_before if holding else None
+        return expiry, remaining, holding
 
     def note_resource(self, ref: ComponentRef, resource: str | None) -> None:
         """What a component of this daemon holds now (``ComponentContext.set_resource``): the host
-        watchdog guards the domains of HA components. Not those of libvirt's test driver: they live
-        in this process and die with it."""
+        watchdog guards the domains of HA components from now until the component says it holds
+        nothing, told at once (acknowledged) when a domain is new. Not those of libvirt's test
+        driver: they live in this process and die with it.
+
+        A VM notes its domain when it defines it and again just before it starts it: an HA domain
+        may run here only while this daemon holds its lease, without a lapse since it was first
+        noted (a daemon frozen in between may find it restarted elsewhere: policies/README.md).
+
+        :raises DeploymentError: an HA domain here cannot be guarded or may not run now.
+        """
         from sd_actors.plugins._vm import parse_domain_resource
 
         domain = parse_domain_resource(resource) if resource else None
         with self._domains_lock:
             if domain is None or domain[0].startswith("test:") or HA_GENERATION not in ref.description:
                 self._domains.pop(ref.path, None)
+                return
+            guarded = GuardedDomain(domain[0], domain[1], ref.name_text)
+            now = time.monotonic()
+            known = self._domains.get(ref.path)
+            again = known is not None and known[0] == guarded and known[1] is ref
+            lapses = known[2] if known is not None and again else self._lapses
+            self._domains[ref.path] = (guarded, ref, lapses)
+            expiry = self.lease_expiry()
+            if (self._fence_at is not None and now >= self._fence_at) or lapses != self._lapses:
+                why = "its lease lapsed since it was deployed (this daemon was frozen or cut off)"
+            elif expiry - now < self.terms.fence_before:
+                why = "this daemon holds no lease (no answer from a majority of the pool)"
+            elif again:
+                return
+            elif not self.watchdog.report(LeaseNews(endpoint=self.own_endpoint, lease_expiry=expiry,
+                                                    fence_before=self.terms.fence_before), [guarded], partial=True):
+                why = f"the host watchdog does not answer (see {self.watchdog.state_dir / 'watchdog.log'})"
             else:
-                self._domains[ref.path] = GuardedDomain(domain[0], domain[1], ref.name_text)
+                if self._fence_at is None:  # before the first lease check: the watchdog's fence time is this one
+                    self._fence_at = expiry - self.terms.fence_before
+                return
+        raise DeploymentError(f"{ref.name_text}: domain {guarded.uuid} on {guarded.hypervisor} may not run here: "
+                              f"{why}; its HARestarter restarts it where it may")
 
     def guarded_domains(self) -> list[GuardedDomain]:
-        """The domains of running HA components here that would outlive this daemon."""
+        """The HA domains here that would outlive this daemon: every one noted until its component
+        said it holds nothing, even if that component ended (a domain it failed to stop still runs)."""
         with self._domains_lock:
-            domains = list(self._domains.items())
-        components = self.system.runtime.components
-        return [domain for path, domain in domains if (ref := components.get(path)) is not None and ref.alive]
+            return [domain for domain, _, _ in self._domains.values()]
 
     def leave_to_watchdog(self) -> None:
         """Stop keeping the lease (the daemon stops): the host watchdog goes on guarding the HA domains

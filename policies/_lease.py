@@ -6,7 +6,9 @@ answers; when a majority of the pool (itself included) answered heartbeats sent 
 ``s``, the lease runs until ``s + duration``. Sending times, not answer times, count: the peers
 heard the daemon no earlier than that. A daemon whose lease has less than ``fence_before`` seconds
 left stops those components (self-fencing), so they are gone before the lease runs out; the others
-restart them only once they have heard nothing from it for longer than the lease. A daemon that
+restart them only once they have heard nothing from it for longer than the lease. A check that
+comes after the fence time the previous one computed (the daemon was frozen) counts the lease lost
+whatever the peers answered since: the daemon fences (``policies/_high_availability.py``). A daemon that
 cannot fence (killed, frozen) has its host watchdog do it (``policies/_watchdog.py``), and a
 daemon restarted on the same folder continues the lease its previous run held, as the watchdog
 heard it: the lease belongs to the daemon's address, whose heartbeats renewed it.

@@ -3,8 +3,9 @@
 A daemon fences itself (policies/README.md, "Never two copies"), but only while it runs: killed
 with ``kill -9`` or frozen (SIGSTOP), it cannot stop its domains, and qemu's outlive it. So each
 daemon state folder has one small watchdog process beside its daemon. Every time the daemon
-checks its lease it tells the watchdog when the lease ends and which of its running domains carry
-``haGeneration`` (hypervisor URI and UUID). When a domain's lease comes within ``fence_before``
+checks its lease it tells the watchdog when the lease ends and which of its domains carry
+``haGeneration`` (hypervisor URI and UUID); a domain just defined is told at once, before it is
+started, and the watchdog acknowledges each report. When a domain's lease comes within ``fence_before``
 of its end (the time the daemon itself would fence) and no newer word has come, the watchdog
 destroys the domain (libvirt ``destroy``: it stops; its definition and volumes stay for whatever
 restarts it), writes what it did to ``watchdog.log`` in the state folder, and carries on. It
@@ -60,6 +61,8 @@ RETRY: Final = 0.2
 """Seconds before a destroy that failed (libvirtd restarting, say) is tried again, doubled after each
 failure up to :data:`MAX_RETRY`: the watchdog never gives up on a domain that may still run."""
 MAX_RETRY: Final = 5.0
+ACK_TIMEOUT: Final = 2.0
+"""Seconds a daemon waits for the watchdog's greeting, or for the acknowledgement of a report."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,7 @@ class LeaseNews:
 class HostWatchdog:
     """A daemon's connection to the watchdog of its state folder (adopted, or started by :meth:`open`).
 
-    Not thread-safe: the daemon's lease thread alone reports.
+    Not thread-safe: the daemon serialises its reports (policies/_high_availability.py).
     """
 
     def __init__(self, state_dir: Path, endpoint: str) -> None:
@@ -111,9 +114,10 @@ class HostWatchdog:
             watchdog._start()
         return watchdog
 
-    def report(self, news: LeaseNews, domains: Iterable[GuardedDomain]) -> bool:
-        """Tell the watchdog the lease and the HA domains running now; False if it cannot be reached
-        (started again, at most every :data:`START_TIMEOUT` seconds, it hears the next report)."""
+    def report(self, news: LeaseNews, domains: Iterable[GuardedDomain], *, partial: bool = False) -> bool:
+        """Tell the watchdog the lease and every HA domain to guard (``partial``: only domains to add
+        to those it guards); True once it acknowledged them, False if it cannot be reached (started
+        again, at most every :data:`START_TIMEOUT` seconds, it hears the next report)."""
         if self._socket is None and not self._connect():
             if time.monotonic() - self._started_at < START_TIMEOUT:
                 return False
@@ -123,13 +127,14 @@ class HostWatchdog:
         assert self._socket is not None
         listed = [[d.hypervisor, d.uuid, d.component] for d in domains]
         line = json.dumps({"endpoint": news.endpoint, "lease_expiry": news.lease_expiry,
-                           "fence_before": news.fence_before, "domains": listed})
+                           "fence_before": news.fence_before, "domains": listed, "partial": partial})
         try:
             self._socket.sendall(line.encode() + b"\n")
-        except OSError:
+            _read_line(self._socket)  # its acknowledgement: the domains are guarded
+        except (OSError, ValueError):
             self._disconnect()
             return False
-        self._guarding = bool(listed)
+        self._guarding = bool(listed) or (partial and self._guarding)
         return True
 
     def close(self) -> None:
@@ -152,13 +157,12 @@ class HostWatchdog:
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with _short_path(self.state_dir / SOCKET_FILE) as address:
-                connection.settimeout(2.0)
+                connection.settimeout(ACK_TIMEOUT)
                 connection.connect(address)
                 greeting = _read_line(connection)
         except (OSError, ValueError):
             connection.close()
             return False
-        connection.setblocking(True)
         self._socket = connection
         self.adopted_pid = int(greeting.get("pid", 0)) or None
         last = greeting.get("lease")
@@ -217,7 +221,7 @@ class _Watchdog:
                          fence_before=float(message["fence_before"]))
         reported = {uuid: GuardedDomain(hypervisor, uuid, component)
                     for hypervisor, uuid, component in message["domains"]}
-        for uuid, guard in list(self.guards.items()):
+        for uuid, guard in list(self.guards.items()) if not message.get("partial") else ():
             if guard.connection == connection and uuid not in reported:
                 del self.guards[uuid]  # stopped by its daemon (down, fencing, a failure)
         for uuid, domain in reported.items():
@@ -320,6 +324,9 @@ class _Client:
                     watchdog.hear(self.number, json.loads(line))
                 except (ValueError, KeyError, TypeError) as error:
                     logger.error("ignored a malformed report %r: %s", line[:200], error)
+                    continue
+                with contextlib.suppress(OSError):  # gone: nothing waits for the acknowledgement
+                    self.socket.send(b"{}\n")  # a short line: it never fills the socket's buffer
 
 
 def serve(state_dir: Path) -> int:
