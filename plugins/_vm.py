@@ -177,8 +177,9 @@ class VM(Component):
     def start(self) -> None:
         domain = self._domain_or_fail()
         if not self._libvirt(domain.isActive, "look at"):
-            # Said again just before it runs: a daemon may refuse (an HA domain after its lease lapsed).
-            self.context.set_resource(domain_resource(self._uri, self._uuid), durable=False)
+            if self.context.attribute("haGeneration", None) is not None:
+                # Said again just before it runs: its daemon refuses if its lease lapsed since the deployment.
+                self.context.set_resource(domain_resource(self._uri, self._uuid), durable=False)
             self._libvirt(domain.create, "start")
         self._started = True
         if self._watching:

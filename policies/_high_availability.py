@@ -186,9 +186,10 @@ class HighAvailability:
         nothing, told at once (acknowledged) when a domain is new. Not those of libvirt's test
         driver: they live in this process and die with it.
 
-        A VM notes its domain when it defines it and again just before it starts it: an HA domain
-        may run here only while this daemon holds its lease, without a lapse since it was first
-        noted (a daemon frozen in between may find it restarted elsewhere: policies/README.md).
+        A VM notes its domain when it defines it and, with ``haGeneration``, again just before it
+        starts it: an HA domain may run here only while this daemon holds its lease, without a
+        lapse since it was first noted (a daemon frozen in between may find it restarted elsewhere:
+        policies/README.md).
 
         :raises DeploymentError: an HA domain here cannot be guarded or may not run now.
         """
