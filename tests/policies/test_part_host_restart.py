@@ -118,12 +118,14 @@ sfConfig extends Compound {{
         watching.set()
         watcher.join()
     after = component_hosts(pool.user, pool.a, "quick", 2)
+    down = pool.user.run("down", "quick", "--insecure", "--host", pool.a.host)  # else stopping restarts it
 
     assert up.returncode == 0, up.stdout + up.stderr
     assert back_after < 2.0  # within the stand-in's silence limit (2 s): silence alone would not tell
     assert not seen_stopped, f"the guest stopped {seen_stopped[0] - killed:.2f} s after the kill"
     assert after == {"vm": ("started", pool.qemu.host)}
     assert "its daemon restarted" in pool.a.log()
+    assert down.returncode == 0, down.stdout + down.stderr
     assert "re-attached to domain" in pool.qemu.log()
     assert "destroy" not in (pool.qemu.state_dir / "watchdog.log").read_text()
     print(f"daemon back {back_after:.2f} s after kill -9; the part deployed there again, the guest ran throughout")
