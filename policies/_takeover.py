@@ -185,8 +185,9 @@ class Takeover:
         self._started = time.monotonic()
         self._spread_to: dict[tuple[str, ...], tuple[int, str, set[str]]] = {}
         """For each replica this daemon runs: its epoch and description, and the peers that have it."""
-        self._lost: dict[tuple[str, ...], tuple[int, str]] = {}
-        """Takeovers this daemon claimed and lost: the epoch, and who holds it."""
+        self._lost: dict[tuple[str, ...], tuple[int, str, tuple[str, ...]]] = {}
+        """Takeovers this daemon claimed and lost: the epoch, who holds it, and the silent daemons
+        that claim named."""
         self._said: dict[tuple[str, ...], str] = {}
         self._confirmed: set[tuple[tuple[str, ...], int, str]] = set()
         """Replicas whose daemon said it runs them, since this daemon started."""
@@ -305,9 +306,11 @@ class Takeover:
     def refuse_claim(self, claim: ClaimRestart) -> ClaimAnswer | None:
         """Why ``claim`` may not be granted under the takeover rules (None: it may, as far as they go).
 
-        A takeover is granted only by a daemon that keeps a replica of that HARestarter at the epoch
-        before the one claimed (not of one taken down, nor an older takeover), never of this daemon's
-        own HARestarter. A restart is refused to an HARestarter of an older epoch than this daemon knows."""
+        A takeover is granted only by a daemon that keeps a replica of that HARestarter at an epoch
+        before the one claimed (not of one taken down) on a daemon the claim names silent, has
+        granted no later epoch, and granted each epoch in between, if any, to the claimant, to nobody
+        or to a daemon the claim names silent; never of this daemon's own HARestarter. A restart is
+        refused to an HARestarter of an older epoch than this daemon knows."""
         if claim.path and claim.path[-1] == TAKEOVER:
             restarter = claim.path[:-1]
             if self._ha.own_endpoint in claim.unreachable:
@@ -316,9 +319,26 @@ class Takeover:
             if replica is None or replica.incarnation != claim.incarnation:
                 return ClaimAnswer(granted=False, reason=f"no replica of {':'.join(restarter)} here (taken down, or "
                                    "never replicated to this daemon)")
-            if replica.epoch != claim.generation - 1:
+            if replica.host not in claim.unreachable:  # the claimant has not heard of the epoch kept here
+                return ClaimAnswer(granted=False, holder=replica.host, reason=f"{':'.join(restarter)} is at epoch "
+                                   f"{replica.epoch} on {replica.host}, which the claim does not name silent")
+            if replica.epoch >= claim.generation:
                 return ClaimAnswer(granted=False, holder=replica.host, reason=f"{':'.join(restarter)} is at epoch "
                                    f"{replica.epoch} on {replica.host}, not {claim.generation - 1}")
+            ledger, incarnation = self._ha.ledger, claim.incarnation
+            newest = ledger.newest(claim.path, incarnation=incarnation)
+            if newest > claim.generation:
+                holder = ledger.holder(claim.path, newest, incarnation=incarnation) or ""
+                return ClaimAnswer(granted=False, holder=holder, reason=f"epoch {newest} of {':'.join(restarter)} "
+                                   f"was granted here to {holder}")
+            # An epoch skipped (its winner fell silent before its replica came here) only when this
+            # daemon's grant of it went to the claimant or to a daemon the claim names as silent, whose
+            # silence is checked like the old host's: a majority that won it shares a daemon with this claim's.
+            for skipped in range(replica.epoch + 1, claim.generation):
+                granted = ledger.holder(claim.path, skipped, incarnation=incarnation)
+                if granted is not None and granted != claim.claimant and granted not in claim.unreachable:
+                    return ClaimAnswer(granted=False, holder=granted, reason=f"epoch {skipped} of "
+                                       f"{':'.join(restarter)} was granted here to {granted}")
             return None
         if claim.restarter:
             newest = self._newest_epoch(claim.restarter, claim.incarnation)
@@ -395,43 +415,56 @@ class Takeover:
             if isinstance(reply, Done):
                 have.add(host)
 
+    def _silence(self, host: str) -> float:
+        """How long this daemon has heard nothing from ``host`` (at most since it started: a daemon
+        just started has heard nobody yet)."""
+        try:
+            heard = self._ha.peers.link(host).silent_for()
+        except ComponentFailed:
+            heard = float("inf")
+        return min(heard, time.monotonic() - self._started)
+
     def _consider(self, replica: Replica, live: tuple[str, ...]) -> None:
         """Take over ``replica`` if its daemon has been silent long enough and this daemon's turn came."""
         terms = self._ha.terms
-        try:
-            heard = self._ha.peers.link(replica.host).silent_for()
-        except ComponentFailed:
-            heard = float("inf")
-        silent = min(heard, time.monotonic() - self._started)  # a daemon just started has heard nobody yet
+        silent = self._silence(replica.host)
         if replica.host in live and (replica.path, replica.epoch, replica.host) not in self._confirmed:
             self._confirm(replica)
             return
-        # The survivors take turns, by address, a lease apart: one claims at a time (two claiming the
-        # same epoch at once could split the votes, and then nobody would win it).
-        survivors = sorted(host for host in live if host != replica.host)
-        turn = survivors.index(self._ha.own_endpoint) if self._ha.own_endpoint in survivors else len(survivors)
-        if silent < terms.duration + terms.margin + turn * terms.duration:
+        # The daemons of the pool take turns, by address, a lease apart: one claims at a time (two
+        # claiming the same epoch at once could split the votes, and then nobody would win it). The
+        # order is the electorate's, the same on every daemon, not what each believes alive.
+        order = [host for host in self._ha.peers.electorate() if host != replica.host]
+        turn = order.index(self._ha.own_endpoint) if self._ha.own_endpoint in order else len(order)
+        wait = terms.duration + terms.margin + turn * terms.duration
+        if silent < wait:
             self._said.pop(replica.path, None)
             return
+        epoch = replica.epoch + 1
+        unreachable: tuple[str, ...] = (replica.host,)
         lost = self._lost.get(replica.path)
-        if lost is not None and lost[0] == replica.epoch + 1:
-            self._say(replica.path, f"takeover of {':'.join(replica.path)}: {lost[1]} holds epoch {lost[0]}; "
-                      "waiting for it to take over")
-            return
-        outcome = self._ha.claim(replica.takeover_path, replica.epoch + 1, (replica.host,),
-                                 incarnation=replica.incarnation)
+        if lost is not None and lost[0] > replica.epoch:
+            lost_epoch, holder, named = lost
+            if holder == self._ha.own_endpoint or self._silence(holder) < wait:
+                self._say(replica.path, f"takeover of {':'.join(replica.path)}: {holder} holds epoch {lost_epoch}; "
+                          "waiting for it to take over")
+                return
+            # It won or held grants, then fell silent before its replica came here: the next epoch,
+            # claimed with it named silent too (policies/README.md).
+            epoch, unreachable = lost_epoch + 1, tuple(sorted({*named, holder}))
+        outcome = self._ha.claim(replica.takeover_path, epoch, unreachable, incarnation=replica.incarnation)
         if not outcome.won:
             if outcome.holders:
-                self._lost[replica.path] = (replica.epoch + 1, outcome.holders[0])
+                self._lost[replica.path] = (epoch, outcome.holders[0], unreachable)
             self._say(replica.path, f"takeover of {':'.join(replica.path)} from {replica.host} (silent for "
                       f"{terms.duration + terms.margin:g} s or more) not possible now: {outcome}")
             return
         logger.warning("takeover: %s ran on %s, silent for %.1f s; this daemon takes it over as epoch %d (%s)",
-                       ":".join(replica.path), replica.host, silent, replica.epoch + 1, outcome)
+                       ":".join(replica.path), replica.host, silent, epoch, outcome)
         # The pool learns of the new epoch before its children are asked for (their daemons refuse
         # them to any daemon but the one their replica names).
-        taken = Replica(app=replica.app, path=replica.path, host=self._ha.own_endpoint, epoch=replica.epoch + 1,
-                        incarnation=replica.incarnation, description=_with_epoch(replica, replica.epoch + 1))
+        taken = Replica(app=replica.app, path=replica.path, host=self._ha.own_endpoint, epoch=epoch,
+                        incarnation=replica.incarnation, description=_with_epoch(replica, epoch))
         self.replicas.keep(taken)
         self._spread(taken, live)
         try:
@@ -441,7 +474,7 @@ class Takeover:
             # ledger that it was taken over, and ends its copy of the application).
             logger.error("takeover of %s failed: %s; it is forgotten, deploy it again with sd-actors up",
                          ":".join(replica.path), error)
-            self._lost[replica.path] = (replica.epoch + 1, self._ha.own_endpoint)
+            self._lost[replica.path] = (epoch, self._ha.own_endpoint, unreachable)
             self.forget(taken.path, taken.incarnation, taken.epoch)
 
     def _confirm(self, replica: Replica) -> None:

@@ -1,0 +1,118 @@
+"""A takeover whose first claimant dies holding some grants of its epoch is still made: a survivor
+that lost that epoch to it claims the next once it has been silent for the lease plus the margin
+(policies/README.md, "Exactly one taker"). Five daemons on loopback, libvirt's test driver."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sd_actors.policies._takeover import REPLICAS_FILE_NAME, Replica, ReplicaStore
+from tests.actors.daemon_helpers import DaemonProcess, User, eventually, free_port, json_of
+from tests.plugins.hosts_xml import write_test_host
+
+WAIT = 30.0
+PATH = ("ha", "ha")
+
+
+@contextmanager
+def five_daemons(user: User, folder: Path, *options: str) -> Iterator[list[DaemonProcess]]:
+    """Five daemons that know each other (insecure, 127.0.0.1), sorted by address."""
+    ports = sorted((free_port() for _ in range(5)), key=lambda port: f"tcp://127.0.0.1:{port}")
+    daemons = [DaemonProcess(user, folder / f"state-{port}", port, "--insecure", "--heartbeat-interval", "0.2",
+                             "--hypervisor", write_test_host(folder, name=f"host-{port}", cpus=4, memory_mib=4096),
+                             *(option for other in ports if other != port
+                               for option in ("--peer", f"tcp://127.0.0.1:{other}")), *options)
+               for port in ports]
+    try:
+        for daemon in daemons:
+            daemon.start()
+
+        def all_alive() -> bool:
+            hosts = json_of(user.run("hosts", "--json", "--insecure", "--host", daemons[0].host))
+            assert isinstance(hosts, list)
+            return sum(host["state"] == "alive" for host in hosts) == 5
+
+        eventually(all_alive, timeout=20, what="the five daemons see each other alive")
+        yield daemons
+    finally:
+        for daemon in daemons:
+            if daemon.process is not None:
+                daemon.stop()
+
+
+def test_a_takeover_whose_first_claimant_died_holding_some_grants_is_made_as_the_next_epoch(
+        tmp_path: Path) -> None:
+    user = User.make(tmp_path / "alice")
+    source = tmp_path / "ha.sf"
+    source.write_text("""#include "/ch/cern/openlab/smartdomains/components.sf"
+sfConfig extends Compound {
+    ha extends HARestarter {
+        worker extends Shell { commands [| "sleep 600" |]; }
+    }
+}
+""")
+    with five_daemons(user, tmp_path, "--suspect-after", "0.6", "--dead-after", "1.5") as daemons:
+        first, second, third, fourth, home = daemons  # the survivors' turns come in this order
+        up = user.run("up", str(source), "--name", "ha", "--insecure", "--host", home.host)
+        _wait_until(lambda: all(_replica(daemon) is not None for daemon in daemons), "replicated everywhere")
+        replica = _replica(second)
+        assert replica is not None
+        # The replica has not reached the second and third daemons yet (as if they had been away):
+        # they refuse the first claimant, which gets two grants of five, its own and the fourth's.
+        for daemon in (second, third):
+            _drop_replica(daemon)
+        home.kill()
+        _wait_until(lambda: "not won: 2 of 5 daemons granted it" in first.log(), "the first claim half granted")
+        first.kill()  # it dies holding the fourth daemon's grant of epoch 1
+        for daemon in (second, third):
+            _keep(daemon, replica)
+        _wait_until(lambda: any(_runs_restarter(user, daemon) for daemon in (second, third, fourth)), "taken over")
+        taker = next(daemon for daemon in (second, third, fourth) if _runs_restarter(user, daemon))
+
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert taker is second
+    assert "this daemon takes it over as epoch 2" in second.log()
+
+
+def _replica(daemon: DaemonProcess) -> Replica | None:
+    """The replica of ha:ha a daemon keeps (read beside it: SQLite in WAL mode)."""
+    store = ReplicaStore(daemon.state_dir / REPLICAS_FILE_NAME)
+    try:
+        return store.get(PATH)
+    finally:
+        store.close()
+
+
+def _drop_replica(daemon: DaemonProcess) -> None:
+    with sqlite3.connect(daemon.state_dir / REPLICAS_FILE_NAME, isolation_level=None) as connection:
+        connection.execute("DELETE FROM restarters WHERE path = ?", (":".join(PATH),))
+    connection.close()
+
+
+def _keep(daemon: DaemonProcess, replica: Replica) -> None:
+    store = ReplicaStore(daemon.state_dir / REPLICAS_FILE_NAME)
+    try:
+        assert store.keep(replica)
+    finally:
+        store.close()
+
+
+def _runs_restarter(user: User, daemon: DaemonProcess) -> bool:
+    result = user.run("status", "ha", "--json", "--insecure", "--host", daemon.host)
+    applications = json.loads(result.stdout)["applications"] if result.returncode == 0 else []
+    return any(app["status"] == "running" and any(component["path"] == list(PATH) and component["state"] == "started"
+                                                  for component in app["components"])
+               for app in applications)
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {WAIT} s")
+        time.sleep(0.05)  # polling daemons in other processes: nothing to wait on here
