@@ -2,8 +2,9 @@
 
 A component whose description says ``sfProcessHost "h2"`` is created by h2's daemon. On the
 parent's daemon it is a :class:`RemoteComponent` that forwards every lifecycle step to h2 and
-fails when h2 goes silent; on h2 the subtree hangs under a :class:`RemoteParent` that tells the
-parent's daemon when the subtree terminates by itself. Liveness between two daemons rides on one
+fails when h2 goes silent or its daemon restarts (the new run has none of the subtree); on h2
+the subtree hangs under a :class:`RemoteParent` that tells the parent's daemon when the subtree
+terminates by itself. Liveness between two daemons rides on one
 heartbeat stream per pair (:class:`PeerLink`), never on per-component pings.
 """
 

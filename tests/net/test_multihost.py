@@ -1,5 +1,5 @@
-"""Three hosts (network namespaces), a daemon on each: one description spans them, and a host dying
-or losing its link is noticed by the parent on another host, whose record names the host."""
+"""Three hosts (network namespaces), a daemon on each: one description spans them, and a host dying,
+restarting or losing its link is noticed by the parent on another host, whose record names the host."""
 
 from __future__ import annotations
 
@@ -100,12 +100,12 @@ def pool(tmp_path: Path, seeds: dict[str, list[str]] | None) -> Iterator[Pool]:
                 process.wait(WAIT)
 
 
-def _description(pool: Pool, tmp: Path) -> Path:
+def _description(pool: Pool, tmp: Path, delay: float = DELAY) -> Path:
     path = tmp / "spread.sf"
     path.write_text(f"""
 #include "org/smartfrog/components.sf"
 sfConfig extends Compound {{
-    sfLivenessDelay {DELAY};
+    sfLivenessDelay {delay};
     sfLivenessFactor {FACTOR};
     local extends Prim;
     second extends Compound {{ sfProcessHost "{pool.hosts['h2'].address}"; a extends Prim; b extends Prim; }}
@@ -186,6 +186,25 @@ def test_killing_a_hosts_daemon_fails_its_remote_parent_with_a_record_naming_the
     assert isinstance(record, dict)
     assert pool.hosts["h3"].address in record["description"]
     assert elapsed < DELAY * FACTOR + 1 + 1.5  # delay × factor + 1 s, plus the status polling
+
+
+def test_a_hosts_daemon_restarted_at_once_fails_its_remote_parent_with_a_record_saying_so(
+        pool: Pool, tmp_path: Path) -> None:
+    delay = 2.0  # a silence limit of 4 s: longer than the restart, so only the new incarnation tells
+    assert pool.cli("up", str(_description(pool, tmp_path, delay)), "--name", "spread", "--host",
+                    pool.endpoint("h1")).returncode == 0
+
+    killed = time.monotonic()
+    pool.hosts["h3"].kill(pool.daemons["h3"], signal.SIGKILL)
+    _start_daemon(pool, "h3")  # the same folder and address; its journal has no part of spread
+    back = time.monotonic() - killed
+    app = _wait_for_app(pool, "h1", "spread", "failed")
+
+    record = app["record"]
+    assert isinstance(record, dict)
+    assert back < delay * FACTOR
+    assert f"host {pool.hosts['h3'].address}" in record["description"]
+    assert "its daemon restarted, and its new run has no part of this subtree" in record["description"]
 
 
 def test_cutting_a_hosts_link_is_detected_and_the_host_rejoins_when_it_comes_back(
