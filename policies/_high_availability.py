@@ -160,7 +160,7 @@ class HighAvailability:
                                    "HARestarters would restart elsewhere")
                 self._holding = holding
             if not holding:
-                self.fence(remaining)
+                self.fence(remaining, lapsed=remaining >= self.terms.fence_before)
 
     def _check_lease(self) -> tuple[float, float, bool]:
         """The lease's end, the time left, and whether it is held, as the lease thread sees it now
@@ -238,8 +238,9 @@ class HighAvailability:
             self._thread.join()
         self.watchdog.close()
 
-    def fence(self, remaining: float) -> list[str]:
-        """Stop every running component that carries ``haGeneration``; return their names.
+    def fence(self, remaining: float, *, lapsed: bool = False) -> list[str]:
+        """Stop every running component that carries ``haGeneration``; return their names
+        (``lapsed``: the lease thread ran too late to know whether the lease held meanwhile).
 
         Not the stand-ins of parts other daemons run (RemoteComponent): those daemons hold leases
         of their own, and stopping a stand-in would stop a part that a daemon still in the majority
@@ -253,13 +254,15 @@ class HighAvailability:
                            and not isinstance(ref.component, RemoteComponent)),
                           key=lambda ref: len(ref.path))
         left = "it has run out" if remaining == -math.inf or remaining <= 0 else f"it runs out in {remaining:.2f} s"
+        why = ("was frozen past its time to fence: its lease may have run out meanwhile, whatever it hears now"
+               if lapsed else "is out of contact with the majority of its pool and may not keep running it past "
+               f"its lease ({left})")
         stopped = []
         for ref in refs:
             if not ref.alive:
                 continue  # an ancestor's termination took it along
             record = TerminationRecord.abnormal(
-                f"fenced: this daemon ({self.own_endpoint}) is out of contact with the majority of its pool and "
-                f"may not keep running it past its lease ({left}); the HARestarter restarts it elsewhere",
+                f"fenced: this daemon ({self.own_endpoint}) {why}; the HARestarter restarts it elsewhere",
                 ref.path, "self-fencing")
             logger.warning("lease: stopping %s", ref.name_text)
             runtime.terminate_component(ref, record, notify_parent=True)

@@ -221,9 +221,10 @@ class _Watchdog:
                          fence_before=float(message["fence_before"]))
         reported = {uuid: GuardedDomain(hypervisor, uuid, component)
                     for hypervisor, uuid, component in message["domains"]}
-        for uuid, guard in list(self.guards.items()) if not message.get("partial") else ():
-            if guard.connection == connection and uuid not in reported:
-                del self.guards[uuid]  # stopped by its daemon (down, fencing, a failure)
+        if not message.get("partial"):  # a whole list: what it leaves out, no component there holds any more
+            for uuid, guard in list(self.guards.items()):
+                if guard.connection == connection and uuid not in reported:
+                    del self.guards[uuid]  # stopped by its daemon (down, fencing), or migrated away
         for uuid, domain in reported.items():
             if uuid not in self.guards:
                 logger.info("guarding %s (domain %s on %s) until %.3f", domain.component, uuid, domain.hypervisor,

@@ -182,9 +182,11 @@ sfConfig extends Compound {{
 }}
 """)
     with _up_in_background(daemon, description) as up:
-        _poll(lambda: _guest(qemu_hypervisor, domain) is False, timeout=WAIT, what="the guest defined, not started")
+        _poll(lambda: "guarding app:ha:vm" in _watchdog_log(daemon), timeout=WAIT, what="the guest defined, guarded")
         os.kill(daemon.pid, signal.SIGSTOP)
-        # The watchdog's fence time passes: a pool would restart the guest elsewhere after lease + margin.
+        assert _guest(qemu_hypervisor, domain) is False  # not started: the HARestarter waits at gate
+        # Its fence time passes: the watchdog finds the guest stopped and stops guarding it. From then
+        # on a pool may restart it elsewhere (after the lease and a margin): it must not start here.
         _poll(lambda: "no longer runs: nothing to destroy" in _watchdog_log(daemon), timeout=WAIT,
               what="the watchdog's fence time passed")
         gate.touch()
@@ -192,4 +194,5 @@ sfConfig extends Compound {{
         out, err = up.communicate(timeout=WAIT)
 
     assert _guest(qemu_hypervisor, domain) is not True, out + err + daemon.log()
+    assert "was frozen past its time to fence" in out or "lease lapsed since it was deployed" in out, out
     assert "lease: checked" in daemon.log()
