@@ -170,7 +170,10 @@ class Node:
             if isinstance(frame.message, self._quick):
                 self._handle(request)
             else:
-                self._pool.submit(self._handle, request)
+                try:
+                    self._pool.submit(self._handle, request)
+                except RuntimeError:  # close() has shut the pool: the node is stopping, the client times out
+                    self._log.debug("request %s dropped: the node is closing", type(frame.message).__name__)
 
     def _drop(self, cause: str, detail: str, frame: zmq.Frame) -> None:
         self._dropped[cause] += 1
