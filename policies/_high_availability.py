@@ -102,6 +102,12 @@ class HighAvailability:
         self._started = time.monotonic()
         self._stopped = threading.Event()
         self._closed = False
+        # The lease thread never waits for the watchdog (a slow one would make its checks late, and a
+        # late check fences): it leaves its newest news here and this reporter thread tells the watchdog.
+        self._report_wanted = threading.Condition()
+        self._next_report: LeaseNews | None = None
+        self._reporter = threading.Thread(target=self._report_leases, name="sd-actors-lease-report", daemon=True)
+        self._reporter.start()
         self._thread = threading.Thread(target=self._keep_lease, name="sd-actors-lease", daemon=True)
         self._thread.start()
         system.shared(HIGH_AVAILABILITY_KEY, lambda: self)
@@ -147,11 +153,14 @@ class HighAvailability:
     def _keep_lease(self) -> None:
         check = min(self.peers.interval, self.terms.fence_before / 4)
         while not self._stopped.wait(check):
-            with self._domains_lock:  # a domain noted meanwhile is in this report too
+            with self._domains_lock:
                 expiry, remaining, holding = self._check_lease()
-                self.watchdog.report(LeaseNews(endpoint=self.own_endpoint, lease_expiry=expiry,
-                                               fence_before=self.terms.fence_before),
-                                     [domain for domain, _, _ in self._domains.values()])
+            # A lease not held is over for the watchdog too (a lapsed one may look long: it is not).
+            with self._report_wanted:
+                self._next_report = LeaseNews(endpoint=self.own_endpoint,
+                                              lease_expiry=expiry if holding else -math.inf,
+                                              fence_before=self.terms.fence_before)
+                self._report_wanted.notify()
             if holding != self._holding:
                 if holding:
                     logger.info("lease: held (a majority of the pool answers this daemon)")
@@ -161,6 +170,22 @@ class HighAvailability:
                 self._holding = holding
             if not holding:
                 self.fence(remaining, lapsed=remaining >= self.terms.fence_before)
+
+    def _report_leases(self) -> None:
+        """Tell the watchdog the newest lease news with every HA domain here, until the daemon stops
+        (the last news is told first). The domains are read while the watchdog's lock is held, so a
+        domain noted meanwhile (:meth:`note_resource`) is either in this report or told after it."""
+        while True:
+            with self._report_wanted:
+                while self._next_report is None and not self._stopped.is_set():
+                    self._report_wanted.wait()
+                news, self._next_report = self._next_report, None
+            if news is None:
+                return
+            with self.watchdog.lock:
+                with self._domains_lock:
+                    domains = [domain for domain, _, _ in self._domains.values()]
+                self.watchdog.report(news, domains)
 
     def _check_lease(self) -> tuple[float, float, bool]:
         """The lease's end, the time left, and whether it is held, as the lease thread sees it now
@@ -213,13 +238,17 @@ class HighAvailability:
                 why = "this daemon holds no lease (no answer from a majority of the pool)"
             elif again:
                 return
-            elif not self.watchdog.report(LeaseNews(endpoint=self.own_endpoint, lease_expiry=expiry,
-                                                    fence_before=self.terms.fence_before), [guarded], partial=True):
-                why = f"the host watchdog does not answer (see {self.watchdog.state_dir / 'watchdog.log'})"
             else:
-                if self._fence_at is None:  # before the first lease check: the watchdog's fence time is this one
-                    self._fence_at = expiry - self.terms.fence_before
+                why = ""
+        if not why:
+            # Told outside _domains_lock (the reporter thread holds the watchdog's lock, then takes that one).
+            news = LeaseNews(endpoint=self.own_endpoint, lease_expiry=expiry, fence_before=self.terms.fence_before)
+            if self.watchdog.report(news, [guarded], partial=True):
+                with self._domains_lock:
+                    if self._fence_at is None:  # before the first lease check: the watchdog's fence time is this one
+                        self._fence_at = news.fence_at
                 return
+            why = f"the host watchdog does not answer (see {self.watchdog.state_dir / 'watchdog.log'})"
         raise DeploymentError(f"{ref.name_text}: domain {guarded.uuid} on {guarded.hypervisor} may not run here: "
                               f"{why}; its HARestarter restarts it where it may")
 
@@ -236,6 +265,10 @@ class HighAvailability:
         self._stopped.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
+        with self._report_wanted:
+            self._report_wanted.notify()
+        if self._reporter is not threading.current_thread():
+            self._reporter.join()
         self.watchdog.close()
 
     def fence(self, remaining: float, *, lapsed: bool = False) -> list[str]:

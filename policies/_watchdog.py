@@ -41,6 +41,7 @@ import selectors
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -92,7 +93,8 @@ class LeaseNews:
 class HostWatchdog:
     """A daemon's connection to the watchdog of its state folder (adopted, or started by :meth:`open`).
 
-    Not thread-safe: the daemon serialises its reports (policies/_high_availability.py).
+    Thread-safe: each report (its line and the acknowledgement) holds :attr:`lock`; a caller that
+    must order a report after others it races with takes that lock around both.
     """
 
     def __init__(self, state_dir: Path, endpoint: str) -> None:
@@ -105,6 +107,8 @@ class HostWatchdog:
         self._process: subprocess.Popen[bytes] | None = None
         self._started_at = -math.inf
         self._guarding = False
+        self.lock = threading.RLock()
+        """Held through each report: one line and its acknowledgement at a time on the socket."""
 
     @classmethod
     def open(cls, state_dir: Path, endpoint: str) -> HostWatchdog:
@@ -118,6 +122,10 @@ class HostWatchdog:
         """Tell the watchdog the lease and every HA domain to guard (``partial``: only domains to add
         to those it guards); True once it acknowledged them, False if it cannot be reached (started
         again, at most every :data:`START_TIMEOUT` seconds, it hears the next report)."""
+        with self.lock:
+            return self._report(news, domains, partial=partial)
+
+    def _report(self, news: LeaseNews, domains: Iterable[GuardedDomain], *, partial: bool) -> bool:
         if self._socket is None and not self._connect():
             if time.monotonic() - self._started_at < START_TIMEOUT:
                 return False
@@ -140,7 +148,8 @@ class HostWatchdog:
     def close(self) -> None:
         """Stop talking to the watchdog: it keeps guarding what it was last told, under that lease
         (guarding nothing, it leaves at once, and a watchdog this daemon started is reaped)."""
-        self._disconnect()
+        with self.lock:
+            self._disconnect()
         process, self._process = self._process, None
         if process is None:
             return

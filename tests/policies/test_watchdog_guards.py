@@ -11,6 +11,7 @@ libvirtd that fails and for a deployment that pauses.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -196,3 +197,46 @@ sfConfig extends Compound {{
     assert _guest(qemu_hypervisor, domain) is not True, out + err + daemon.log()
     assert "was frozen past its time to fence" in out or "lease lapsed since it was deployed" in out, out
     assert "lease: checked" in daemon.log()
+
+
+def _watchdog_pid(state_dir: Path) -> int:
+    """The pid of the host watchdog of ``state_dir`` (``python …/_watchdog.py STATE_DIR``)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+            watchdog = any(argument.endswith(b"_watchdog.py") for argument in arguments)
+            if watchdog and os.fsencode(state_dir) in arguments:
+                return int(entry.name)
+    raise AssertionError(f"no host watchdog runs for {state_dir}")
+
+
+def test_a_watchdog_slow_to_answer_does_not_make_a_healthy_daemon_fence(
+        start_daemon: StartDaemon, tmp_path: Path) -> None:
+    # Lease 2 s, checked every 0.2 s: a check later than about 0.8 s counts as a lapse (sticky fencing).
+    # The watchdog, frozen 2.5 s, answers nothing meanwhile; the daemon's lease checks must go on time
+    # anyway (the watchdog is told by a thread of its own), so the HA component keeps running.
+    daemon = start_daemon(0.2, 2.0)
+    description = tmp_path / "ha.sf"
+    description.write_text("""
+#include "ch/cern/openlab/smartdomains/components.sf"
+sfConfig extends Compound { ha extends HARestarter { worker extends Prim; } }
+""")
+    up = daemon.user.run("up", str(description), "--name", "app", "--insecure", "--host", daemon.host)
+    assert up.returncode == 0, up.stdout + up.stderr + daemon.log()
+    watchdog = _watchdog_pid(daemon.state_dir)
+    os.kill(watchdog, signal.SIGSTOP)
+    try:
+        frozen = time.monotonic()
+        eventually(lambda: time.monotonic() > frozen + 2.5, timeout=WAIT, what="the watchdog frozen 2.5 s")
+    finally:
+        os.kill(watchdog, signal.SIGCONT)
+    status = daemon.user.run("status", "app", "--json", "--insecure", "--host", daemon.host)
+
+    log = daemon.log()
+    for sign_of_fencing in ("lease: checked", "lease: lost", "fenced"):
+        assert sign_of_fencing not in log, log
+    worker = next(component for application in json.loads(status.stdout)["applications"]
+                  for component in application["components"] if component["path"] == ["app", "ha", "worker"])
+    assert worker["state"] == "started", status.stdout
