@@ -193,6 +193,9 @@ class Daemon:
         self.high_availability.takeover = Takeover(high_availability=self.high_availability,
                                                    state_dir=settings.state_dir, adopt=self.adopt_application,
                                                    end_stale=self.end_taken_over)
+        # Every daemon counted in an earlier run counts again (unheard until heard), less the
+        # forgotten: the lease, `hosts`, `forget-host` and the HARestarters count one pool.
+        self.peers.seed(sorted(self.high_availability.takeover.remembered() - forgotten_hosts.kept.keys()))
 
     def _record_resource(self, ref: ComponentRef, resource: str | None, durable: bool) -> None:
         """Journal what a component holds outside this process (journal first: before it is relied on)."""

@@ -241,14 +241,16 @@ class Takeover:
                                     taken_over=max(answer.taken_over for answer in answers))
 
     def electorate(self) -> tuple[str, ...]:
-        """The pool a majority is counted over: the current electorate, and every daemon this one
-        counted before (in this run or an earlier one), less those forgotten (sd-actors forget-host)."""
-        from sd_actors.actors._forgotten_hosts import ForgottenHosts
-
+        """The pool a majority is counted over: the lease's (the daemon seeds its membership with
+        every daemon it counted before, less those forgotten: see :meth:`remembered`), kept for the
+        next run."""
         current = set(self._ha.peers.electorate())
         self._remember(current)
-        forgotten = ForgottenHosts(self._state_dir).kept.keys()
-        return tuple(sorted((current | self._remembered) - (forgotten - current)))
+        return tuple(sorted(current))
+
+    def remembered(self) -> set[str]:
+        """Every daemon this one counted in its pool in an earlier run (forgotten ones included)."""
+        return set(self._remembered)
 
     def _remember(self, electorate: set[str]) -> None:
         if not electorate <= self._remembered:

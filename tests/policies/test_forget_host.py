@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from sd_actors.actors._forgotten_hosts import FORGOTTEN_HOSTS_FILE
+from sd_actors.policies._takeover import REPLICAS_FILE_NAME, ReplicaStore
 from tests.actors.daemon_helpers import DaemonProcess, User, eventually, free_port, json_of
 from tests.plugins.hosts_xml import write_test_host
 
@@ -201,3 +202,29 @@ def test_a_daemon_whose_list_of_forgotten_hosts_is_damaged_does_not_start_and_sa
     assert started.returncode != 0
     assert (f"sd-actors daemon: {state / FORGOTTEN_HOSTS_FILE}: invalid daemon address '10.0.0.3': it is not "
             "tcp://HOST:PORT, ipc://PATH or inproc://NAME; fix it, or delete it") in started.stderr
+
+
+def test_a_daemon_counted_in_an_earlier_run_is_in_the_pool_again_after_a_restart_so_it_can_be_forgotten(
+        pool: Pool) -> None:
+    a, b, c = (pool.endpoint(name) for name in "abc")
+    gone = f"tcp://127.0.0.1:{free_port()}"  # decommissioned without forget-host: each daemon counted it
+    for name in "abc":
+        assert pool.daemons[name].stop() == 0
+        store = ReplicaStore(pool.daemons[name].state_dir / REPLICAS_FILE_NAME)
+        store.remember_electorate({gone})
+        store.close()
+    for name in "abc":
+        pool.daemons[name].start()  # with --peer of the two others only
+    for name in "abc":
+        pool.wait_for(name, {a: "alive", b: "alive", c: "alive", gone: "unheard"})
+    shown = pool.cli("hosts", "--host", pool.daemons["a"].host).stdout
+    forgotten = pool.cli("forget-host", gone, "--host", pool.daemons["a"].host)
+    assert pool.daemons["b"].stop() == 0
+    pool.daemons["b"].start()
+    pool.wait_for("b", {a: "alive", b: "alive", c: "alive"})
+
+    assert shown.endswith("a majority is 3 of these 4\n"), shown
+    assert forgotten.returncode == 0, forgotten.stdout + forgotten.stderr
+    assert forgotten.stdout == f"forgot {gone} on {', '.join(sorted((a, b, c)))}\n"
+    for name in "ac":
+        assert pool.hosts(name) == {a: "alive", b: "alive", c: "alive"}
