@@ -72,6 +72,20 @@ class RestartLedger:
                 raise
         return str(row[0])
 
+    def hand_over(self, path: tuple[str, ...], generation: int, claimant: str, to: str, *,
+                  incarnation: str = "") -> bool:
+        """Make this daemon's grant of (incarnation, path, generation) to ``claimant`` one to ``to``;
+        whether it was ``claimant``'s. Only for this daemon's own grant to itself, once its claims of it
+        lost and it claims it no more (a split takeover, policies/_takeover.py): that grant is in no
+        winning majority, so the vote moves whole, and stays durable (``to``'s claims are still
+        checked, as any claim is, before the grant is answered)."""
+        with self._lock:
+            cursor = self._connection.execute(
+                "UPDATE restart_grants SET claimant = ?, granted_at = ? "
+                "WHERE incarnation = ? AND path = ? AND generation = ? AND claimant = ?",
+                (to, time.time(), incarnation, ":".join(path), generation, claimant))
+        return cursor.rowcount > 0
+
     def holder(self, path: tuple[str, ...], generation: int, *, incarnation: str = "") -> str | None:
         """Who was granted (incarnation, path, generation), if anyone."""
         with self._lock:

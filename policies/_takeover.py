@@ -433,11 +433,12 @@ class Takeover:
         if replica.host in live and (replica.path, replica.epoch, replica.host) not in self._confirmed:
             self._confirm(replica)
             return
-        # The daemons of the pool take turns, by address, a lease apart: one claims at a time (two
-        # claiming the same epoch at once could split the votes, and then nobody would win it). The
-        # order is the electorate's, the same on every daemon, not what each believes alive.
+        # The daemons of the pool take turns, by address, a lease apart: one claims at a time, mostly
+        # (two claiming the same epoch at once can split the votes; the later turn then hands its own
+        # to the earlier, below). The order is the electorate's, the same on every daemon, not what
+        # each believes alive.
         order = [host for host in self._ha.peers.electorate() if host != replica.host]
-        turn = order.index(self._ha.own_endpoint) if self._ha.own_endpoint in order else len(order)
+        turn = _turn(order, self._ha.own_endpoint)
         wait = terms.duration + terms.margin + turn * terms.duration
         if silent < wait:
             self._said.pop(replica.path, None)
@@ -447,17 +448,29 @@ class Takeover:
         lost = self._lost.get(replica.path)
         if lost is not None and lost[0] > replica.epoch:
             lost_epoch, holder, named = lost
-            if holder == self._ha.own_endpoint or self._silence(holder) < wait:
+            if holder != self._ha.own_endpoint and self._silence(holder) < wait and _turn(order, holder) > turn:
+                # A split with a live claimant of a later turn: claim the same epoch again; that one
+                # gives its own grant up to this daemon (below), and the split ends.
+                epoch, unreachable = lost_epoch, named
+            elif holder == self._ha.own_endpoint or self._silence(holder) < wait:
+                if holder != self._ha.own_endpoint and self._ha.ledger.hand_over(
+                        replica.takeover_path, lost_epoch, self._ha.own_endpoint, holder,
+                        incarnation=replica.incarnation):
+                    logger.warning("takeover of %s: epoch %d split with %s, of an earlier turn: this daemon gives "
+                                   "its own vote up to it", ":".join(replica.path), lost_epoch, holder)
                 self._say(replica.path, f"takeover of {':'.join(replica.path)}: {holder} holds epoch {lost_epoch}; "
                           "waiting for it to take over")
                 return
-            # It won or held grants, then fell silent before its replica came here: the next epoch,
-            # claimed with it named silent too (policies/README.md).
-            epoch, unreachable = lost_epoch + 1, tuple(sorted({*named, holder}))
+            else:
+                # It won or held grants, then fell silent before its replica came here: the next epoch,
+                # claimed with it named silent too (policies/README.md).
+                epoch, unreachable = lost_epoch + 1, tuple(sorted({*named, holder}))
         outcome = self._ha.claim(replica.takeover_path, epoch, unreachable, incarnation=replica.incarnation)
         if not outcome.won:
             if outcome.holders:
-                self._lost[replica.path] = (epoch, outcome.holders[0], unreachable)
+                # The holder of the earliest turn: a split ends in its favour.
+                holder = min(outcome.holders, key=lambda address: _turn(order, address))
+                self._lost[replica.path] = (epoch, holder, unreachable)
             self._say(replica.path, f"takeover of {':'.join(replica.path)} from {replica.host} (silent for "
                       f"{terms.duration + terms.margin:g} s or more) not possible now: {outcome}")
             return
@@ -520,6 +533,12 @@ class Takeover:
         if self._thread is not threading.current_thread():
             self._thread.join()
         self.replicas.close()
+
+
+def _turn(order: list[str], host: str) -> int:
+    """``host``'s turn to take over, by its place in ``order`` (the pool's addresses; after all of them
+    if it is not there)."""
+    return order.index(host) if host in order else len(order)
 
 
 def _with_epoch(replica: Replica, epoch: int) -> str:
