@@ -154,6 +154,10 @@ class Daemon:
         self.journal = journal
         self.keypair = keypair
         self.stopped = threading.Event()
+        # Applications re-deployed from the journal after a restart, until that re-deployment ends (it
+        # may wait for a lease or the pool's answers): a down asked meanwhile is kept here and done then.
+        self._recovering: dict[str, TerminationRecord | None] = {}
+        self._recovering_lock = threading.Lock()
         forgotten_hosts = ForgottenHosts(settings.state_dir)  # first: a damaged list stops the start here
         self._unsubscribe = system.subscribe(self._journal_event)
         registry = make_registry()
@@ -634,6 +638,21 @@ class Daemon:
     def _terminate(self, request: Request, message: TerminateApplication) -> None:
         root = self.system.apps().get(message.app)
         if root is None or not root.alive:
+            with self._recovering_lock:
+                recovering = message.app in self._recovering
+                if recovering:
+                    record = TerminationRecord.normal("terminated on request (sd-actors down)", (message.app,))
+                    self._recovering[message.app] = record
+            if recovering:
+                # Not running yet: re-deployed after a restart, it waits (for this daemon's lease, or for
+                # the pool's answers). The down is journaled now and done the moment that wait ends.
+                self.journal.begin_terminate(message.app, record)
+                request.reply(ApplicationTerminated(app=message.app, record=record_info(TerminationRecord.normal(
+                    "terminating: its re-deployment after this daemon's restart is waiting (for a lease or the "
+                    "pool's answers); it is taken down as soon as that wait ends (and stays down if this daemon "
+                    "restarts)",
+                    (message.app,)))))
+                return
             status = self._journal_status(message.app)
             if status is None:
                 known = ", ".join(sorted(self.system.apps())) or "none"
@@ -771,6 +790,8 @@ class Daemon:
                     f"lost after a daemon restart: its description no longer resolves: {error}", (entry.name,)))
                 done.append(f"{entry.name}: lost ({error.message})")
                 continue
+            with self._recovering_lock:
+                self._recovering[entry.name] = None
             threading.Thread(target=self._redeploy, args=(entry.name, config), daemon=True,
                              name=f"sd-actors-recover-{entry.name}").start()
             done.append(f"{entry.name}: re-deploying after a restart ({len(recovery.components)} components "
@@ -783,9 +804,22 @@ class Daemon:
         return done
 
     def _redeploy(self, app: str, config: ComponentDescription) -> None:
-        # HA components never start before this daemon holds its lease (policies/README.md).
-        if self.high_availability.wait_to_redeploy(app, config):
-            self._run_deploy(app, config)
+        try:
+            # HA components never start before this daemon holds its lease (policies/README.md).
+            if self.high_availability.wait_to_redeploy(app, config) and not self._down_asked(app):
+                self._run_deploy(app, config)
+        finally:
+            with self._recovering_lock:
+                record = self._recovering.pop(app, None)
+            if record is not None:  # sd-actors down came while it waited
+                if app in self.system.apps():
+                    self._journal_ended(app, self.system.terminate(app, record))
+                else:
+                    self._journal_ended(app, record)
+
+    def _down_asked(self, app: str) -> bool:
+        with self._recovering_lock:
+            return self._recovering.get(app) is not None
 
     def announce_ready(self) -> str:
         """Write the readiness file and return the line to print."""
