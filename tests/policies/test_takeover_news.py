@@ -7,48 +7,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from sd_actors.actors._daemon import make_registry
 from sd_actors.net._node import Client
 from sd_actors.net._protocol import Done, WatchApplications
 from sd_actors.policies._takeover import ReplicaStore
-from tests.actors.daemon_helpers import DaemonProcess, User, eventually, free_port, json_of
-from tests.plugins.hosts_xml import write_test_host
+from tests.actors.daemon_helpers import DaemonProcess, User
+from tests.policies.loopback_pool import loopback_daemons
 
 WAIT = 20.0
 REQUEST_THREADS = 16
 """A daemon's request threads (net/_node.py)."""
 BUSY = 8.0
 """Seconds the other daemons stay busy: longer than the restart of a daemon takes."""
-
-
-@contextmanager
-def three_daemons(user: User, folder: Path, *options: str) -> Iterator[list[DaemonProcess]]:
-    """Three daemons that know each other (insecure, 127.0.0.1), each seeded with both others."""
-    ports = [free_port() for _ in range(3)]
-    daemons = [DaemonProcess(user, folder / f"state-{port}", port, "--insecure", "--heartbeat-interval", "0.2",
-                             "--hypervisor", write_test_host(folder, name=f"host-{port}", cpus=4, memory_mib=4096),
-                             *(option for other in ports if other != port
-                               for option in ("--peer", f"tcp://127.0.0.1:{other}")), *options)
-               for port in ports]
-    try:
-        for daemon in daemons:
-            daemon.start()
-
-        def all_alive() -> bool:
-            hosts = json_of(user.run("hosts", "--json", "--insecure", "--host", daemons[0].host))
-            assert isinstance(hosts, list)
-            return sum(host["state"] == "alive" for host in hosts) == 3
-
-        eventually(all_alive, timeout=15, what="the three daemons see each other alive")
-        yield daemons
-    finally:
-        for daemon in daemons:
-            if daemon.process is not None:
-                daemon.stop()
 
 
 def occupy(daemon: DaemonProcess, seconds: float) -> list[threading.Thread]:
@@ -95,7 +68,7 @@ sfConfig extends Compound {{
 }}
 """)
     waiting = "its children wait until a majority of the pool"
-    with three_daemons(user, tmp_path, "--dead-after", "8") as (home, *others):
+    with loopback_daemons(user, tmp_path, 3, "--dead-after", "8") as (home, *others):
         up = user.run("up", str(source), "--name", "ha", "--insecure", "--host", home.host)
         _wait_until(lambda: _lines(starts) == 1, "the worker started")
         watchers = [watcher for other in others for watcher in occupy(other, BUSY)]

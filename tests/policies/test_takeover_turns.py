@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from sd_actors.policies._ledger import LEDGER_FILE_NAME
 from sd_actors.policies._takeover import REPLICAS_FILE_NAME, Replica, ReplicaStore, takeover_path
-from tests.actors.daemon_helpers import DaemonProcess, User, eventually, free_port, json_of
-from tests.plugins.hosts_xml import write_test_host
+from tests.actors.daemon_helpers import DaemonProcess, User
+from tests.policies.loopback_pool import loopback_daemons
 
 WAIT = 30.0
 PATH = ("ha", "ha")
@@ -28,38 +27,12 @@ sfConfig extends Compound {
 """
 
 
-@contextmanager
-def five_daemons(user: User, folder: Path, *options: str) -> Iterator[list[DaemonProcess]]:
-    """Five daemons that know each other (insecure, 127.0.0.1), sorted by address."""
-    ports = sorted((free_port() for _ in range(5)), key=lambda port: f"tcp://127.0.0.1:{port}")
-    daemons = [DaemonProcess(user, folder / f"state-{port}", port, "--insecure", "--heartbeat-interval", "0.2",
-                             "--hypervisor", write_test_host(folder, name=f"host-{port}", cpus=4, memory_mib=4096),
-                             *(option for other in ports if other != port
-                               for option in ("--peer", f"tcp://127.0.0.1:{other}")), *options)
-               for port in ports]
-    try:
-        for daemon in daemons:
-            daemon.start()
-
-        def all_alive() -> bool:
-            hosts = json_of(user.run("hosts", "--json", "--insecure", "--host", daemons[0].host))
-            assert isinstance(hosts, list)
-            return sum(host["state"] == "alive" for host in hosts) == 5
-
-        eventually(all_alive, timeout=20, what="the five daemons see each other alive")
-        yield daemons
-    finally:
-        for daemon in daemons:
-            if daemon.process is not None:
-                daemon.stop()
-
-
 def test_a_takeover_whose_first_claimant_died_holding_some_grants_is_made_as_the_next_epoch(
         tmp_path: Path) -> None:
     user = User.make(tmp_path / "alice")
     source = tmp_path / "ha.sf"
     source.write_text(SOURCE)
-    with five_daemons(user, tmp_path, "--suspect-after", "0.6", "--dead-after", "1.5") as daemons:
+    with loopback_daemons(user, tmp_path, 5, "--suspect-after", "0.6", "--dead-after", "1.5") as daemons:
         first, second, third, fourth, home = daemons  # the survivors' turns come in this order
         up = user.run("up", str(source), "--name", "ha", "--insecure", "--host", home.host)
         _wait_until(lambda: all(_replica(daemon) is not None for daemon in daemons), "replicated everywhere")
@@ -135,7 +108,7 @@ def test_two_live_survivors_that_split_an_epoch_end_the_split_the_later_turn_giv
     user = User.make(tmp_path / "alice")
     source = tmp_path / "ha.sf"
     source.write_text(SOURCE)
-    with five_daemons(user, tmp_path, "--suspect-after", "0.6", "--dead-after", "1.5") as daemons:
+    with loopback_daemons(user, tmp_path, 5, "--suspect-after", "0.6", "--dead-after", "1.5") as daemons:
         first, second, third, fourth, home = daemons  # the survivors' turns come in this order
         user.run("up", str(source), "--name", "ha", "--insecure", "--host", home.host)
         _wait_until(lambda: all(_replica(daemon) is not None for daemon in daemons), "replicated everywhere")
