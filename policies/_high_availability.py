@@ -106,6 +106,8 @@ class HighAvailability:
         # late check fences): it leaves its newest news here and this reporter thread tells the watchdog.
         self._report_wanted = threading.Condition()
         self._next_report: LeaseNews | None = None
+        self._told_fence_at = -math.inf
+        """The fence time of the newest lease news the watchdog acknowledged: it may lag this daemon's own."""
         self._reporter = threading.Thread(target=self._report_leases, name="sd-actors-lease-report", daemon=True)
         self._reporter.start()
         self._thread = threading.Thread(target=self._keep_lease, name="sd-actors-lease", daemon=True)
@@ -185,7 +187,8 @@ class HighAvailability:
             with self.watchdog.lock:
                 with self._domains_lock:
                     domains = [domain for domain, _, _ in self._domains.values()]
-                self.watchdog.report(news, domains)
+                if self.watchdog.report(news, domains):
+                    self._told_fence_at = news.fence_at
 
     def _check_lease(self) -> tuple[float, float, bool]:
         """The lease's end, the time left, and whether it is held, as the lease thread sees it now
@@ -232,7 +235,10 @@ class HighAvailability:
             lapses = known[2] if known is not None and again else self._lapses
             self._domains[ref.path] = (guarded, ref, lapses)
             expiry = self.lease_expiry()
-            if (self._fence_at is not None and now >= self._fence_at) or lapses != self._lapses:
+            # Past the fence time the watchdog knows, it may have stopped guarding a domain it found
+            # stopped: from then on only a domain it is told of anew may start (first note, not again).
+            if ((self._fence_at is not None and now >= self._fence_at) or lapses != self._lapses
+                    or (again and now >= self._told_fence_at)):
                 why = "its lease lapsed since it was deployed (this daemon was frozen or cut off)"
             elif expiry - now < self.terms.fence_before:
                 why = "this daemon holds no lease (no answer from a majority of the pool)"
@@ -247,6 +253,7 @@ class HighAvailability:
                 with self._domains_lock:
                     if self._fence_at is None:  # before the first lease check: the watchdog's fence time is this one
                         self._fence_at = news.fence_at
+                    self._told_fence_at = max(self._told_fence_at, news.fence_at)
                 return
             why = f"the host watchdog does not answer (see {self.watchdog.state_dir / 'watchdog.log'})"
         raise DeploymentError(f"{ref.name_text}: domain {guarded.uuid} on {guarded.hypervisor} may not run here: "
