@@ -6,7 +6,6 @@ new component takes it over before the host watchdog's old guard fires), never l
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -93,19 +92,7 @@ sfConfig extends Compound {{
 """)
     up = pool.user.run("up", str(description), "--name", "quick", "--insecure", "--host", pool.a.host, timeout=120)
     pool.wait_for_guest(running=True)
-    before = pool.guest()
-    seen_stopped: list[float] = []
-    watching = threading.Event()
-
-    def watch() -> None:
-        while not watching.is_set():
-            if pool.guest() != before:
-                seen_stopped.append(time.monotonic())
-            time.sleep(0.02)  # libvirt's own state: nothing to wait on but polling it
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with pool.guest_changes() as seen_stopped:
         killed = time.monotonic()
         pool.qemu.kill()
         pool.qemu.start()
@@ -114,9 +101,6 @@ sfConfig extends Compound {{
                    what="the part restarted by its HARestarter")
         eventually(lambda: time.monotonic() > killed + DEAD_AFTER + 1, timeout=WAIT,
                    what="watched past the old lease's end")
-    finally:
-        watching.set()
-        watcher.join()
     after = component_hosts(pool.user, pool.a, "quick", 2)
     down = pool.user.run("down", "quick", "--insecure", "--host", pool.a.host)  # else stopping restarts it
 

@@ -128,6 +128,28 @@ class Pool:
             connection.close()
         raise AssertionError(f"the guest {self.domain} is not {'running' if running else 'stopped'} after {timeout} s")
 
+    @contextlib.contextmanager
+    def guest_changes(self) -> Iterator[list[float]]:
+        """While inside: the times at which the guest was seen other than it was on entry (stopped,
+        gone, or another domain), polled every 20 ms."""
+        before = self.guest()
+        seen: list[float] = []
+        watching = threading.Event()
+
+        def watch() -> None:
+            while not watching.is_set():
+                if self.guest() != before:
+                    seen.append(time.monotonic())
+                time.sleep(0.02)  # libvirt's own state: nothing to wait on but polling it
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            yield seen
+        finally:
+            watching.set()
+            watcher.join()
+
     def running_elsewhere(self) -> list[str]:
         """The simulated hosts on which the part runs now (its domain, by name)."""
         found = []
@@ -256,27 +278,13 @@ def test_a_daemon_restarted_within_its_lease_adopts_the_watchdog_and_its_guest_k
     _up(pool, _guest_on_its_own_daemon(pool, tmp_path, guest, qemu_pool, root_tree), pool.qemu)
     before = pool.guest()
     (watchdog_pid,) = _watchdogs(pool.qemu)
-    seen_stopped: list[float] = []
-    watching = threading.Event()
-
-    def watch() -> None:
-        while not watching.is_set():
-            if pool.guest() != before:
-                seen_stopped.append(time.monotonic())
-            time.sleep(0.02)  # libvirt's own state: nothing to wait on but polling it
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with pool.guest_changes() as seen_stopped:
         killed = time.monotonic()
         pool.qemu.kill()
         pool.qemu.start()
         restarted = time.monotonic()
         eventually(lambda: time.monotonic() > killed + DEAD_AFTER + 1, timeout=WAIT,
                    what="watched past the old lease's end")
-    finally:
-        watching.set()
-        watcher.join()
 
     status = pool.cli("status", "guarded", "--json", "--host", pool.qemu.host)
     assert isinstance(status, dict)
