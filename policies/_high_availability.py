@@ -185,9 +185,7 @@ class HighAvailability:
             if news is None:
                 return
             with self.watchdog.lock:
-                with self._domains_lock:
-                    domains = [domain for domain, _, _ in self._domains.values()]
-                if self.watchdog.report(news, domains):
+                if self.watchdog.report(news, self.guarded_domains()):
                     self._told_fence_at = news.fence_at
 
     def _check_lease(self) -> tuple[float, float, bool]:

@@ -179,7 +179,6 @@ class Takeover:
         self._adopt = adopt
         self._end_stale = end_stale
         self.replicas = ReplicaStore(state_dir / REPLICAS_FILE_NAME)
-        self._state_dir = state_dir
         self._remembered = self.replicas.electorate()
         """The pool's daemons this daemon ever counted (kept: a restart starts from the whole pool)."""
         self._started = time.monotonic()
