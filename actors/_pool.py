@@ -26,6 +26,12 @@ logger = logging.getLogger(__name__)
 _BATCH: Final = 64
 """Messages an actor handles before its worker moves on to other actors (fairness)."""
 
+_INLINE_DEPTH: Final = 16
+"""Asks a worker runs one inside another on its own stack before it queues them instead (recursion)."""
+
+_worker = threading.local()
+"""On a pool worker: ``inline``, how many asks it is running on its stack (see :func:`ask`)."""
+
 
 class WorkerPool:
     """A cached thread pool: a new worker when none is idle, idle workers exit after ``idle_timeout``."""
@@ -54,6 +60,7 @@ class WorkerPool:
 
     def _work(self) -> None:
         current = threading.current_thread()
+        _worker.inline = 0
         while True:
             with self._condition:
                 while not self._tasks:
@@ -122,6 +129,14 @@ class _Inbox:
             self._scheduled = False
             return None
 
+    def claim_idle(self) -> bool:
+        """Mark the actor scheduled if nothing runs or waits for it: the caller then runs its next message."""
+        with self._lock:
+            if self._scheduled or self._messages:
+                return False
+            self._scheduled = True
+            return True
+
     def yield_turn(self) -> bool:
         """After a batch: True if the actor must be queued again."""
         with self._lock:
@@ -171,6 +186,29 @@ class PooledActor(pykka.Actor):
         if inbox.yield_turn():
             self.pool.submit(self._drain)
 
+    def handle_inline(self, message: object) -> Any:
+        """Handle ``message`` on this thread, as a worker would, after :meth:`_Inbox.claim_idle`; its answer."""
+        inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
+        _worker.inline += 1
+        try:
+            if self.actor_stopped.is_set():  # stopped since the asker looked
+                raise pykka.ActorDeadError(f"{self.actor_ref} stopped before handling the message")
+            return self._handle_receive(message)
+        except Exception:
+            raise  # the asker gets the exception, as through a future
+        except BaseException:
+            logger.exception("%s stopped by %s", self, sys.exc_info()[0])
+            self._stop()
+            raise
+        finally:
+            _worker.inline -= 1
+            # What arrived meanwhile is a worker's, as after a batch in _drain.
+            if self.actor_stopped.is_set():
+                self._actor_loop_teardown()
+                inbox.take()
+            elif inbox.yield_turn():
+                self.pool.submit(self._drain)
+
     def _handle(self, envelope: Envelope[Any]) -> None:
         # pykka's own loop body, minus the ActorRegistry.stop_all() on BaseException: one
         # System's trouble must never stop another System's actors.
@@ -192,3 +230,21 @@ class PooledActor(pykka.Actor):
             if envelope.reply_to is not None:
                 envelope.reply_to.set_exception()
             self._stop()
+
+
+def ask(actor: PooledActor, message: object, timeout: float | None = None) -> Any:
+    """``actor.actor_ref.ask(message)``, run on the caller's thread when that changes nothing but the thread.
+
+    A pool worker that asks and waits would sit idle while another worker wakes up, handles the
+    message and wakes it again: two thread switches, most of a local ask's cost. When the asker
+    is a worker with no time limit and the actor is idle (nothing queued, nobody handling it), the
+    worker handles the message itself instead: the actor still sees one message at a time, in
+    order, and the asker still waits for the answer or the exception. Asks nested deeper than
+    ``_INLINE_DEPTH`` are queued as usual, so a deep tree cannot exhaust the stack.
+    """
+    if (timeout is None and getattr(_worker, "inline", _INLINE_DEPTH) < _INLINE_DEPTH
+            and not actor.actor_stopped.is_set()):
+        inbox: _Inbox = actor.actor_inbox  # type: ignore[assignment]
+        if inbox.claim_idle():
+            return actor.handle_inline(message)
+    return actor.actor_ref.ask(message, timeout=timeout)

@@ -37,7 +37,7 @@ from sd_actors.actors._messages import (
     StartComponent,
     TerminateComponent,
 )
-from sd_actors.actors._pool import PooledActor, WorkerPool
+from sd_actors.actors._pool import PooledActor, WorkerPool, ask
 from sd_actors.actors._records import DETACHED, TerminationRecord
 from sd_actors.descriptions import ComponentDescription, Reference, RefPart
 
@@ -136,10 +136,10 @@ class ComponentRef:
             self, record or TerminationRecord.normal("terminated on request", self.path), notify_parent=notify_parent)
 
     def _ask(self, message: object, timeout: float | None = None) -> Any:
-        if self.actor_ref is None:
+        if self.actor is None:
             raise DeploymentError(f"{self.name_text} has no actor")
         try:
-            return self.actor_ref.ask(message, timeout=timeout)
+            return ask(self.actor, message, timeout)
         except pykka.ActorDeadError:
             raise ComponentFailed(self.record or TerminationRecord.abnormal(
                 "its actor is no longer running", self.path)) from None
