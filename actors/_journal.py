@@ -795,13 +795,29 @@ def _check_name(app: object) -> None:
         raise ValueError(f"an application name is a non-empty string, not {app!r}")
 
 
+_ENCODED_PATHS: Final[dict[tuple[str, ...], str]] = {}
+"""Paths already encoded: every component's path is encoded at each of its lifecycle changes."""
+_ENCODED_PATHS_LIMIT: Final = 100_000
+
+
 def _encode_path(path: object, *, allow_empty: bool = False) -> str:
     """A path as a JSON array: unambiguous whatever the names contain, and readable by hand."""
+    try:
+        encoded = _ENCODED_PATHS.get(path)  # type: ignore[call-overload]
+    except TypeError:  # unhashable: not a path, as the checks below say
+        encoded = None
+    if encoded is not None:
+        return encoded
     if not isinstance(path, tuple) or not all(isinstance(name, str) and name for name in path):
         raise ValueError(f"a component path is a tuple of non-empty names, like ('app', 'web'), not {path!r}")
     if not path and not allow_empty:
         raise ValueError("a component path names at least the application: ('app',)")
-    return json.dumps(path, ensure_ascii=False, separators=(",", ":"))
+    encoded = json.dumps(path, ensure_ascii=False, separators=(",", ":"))
+    if path:
+        if len(_ENCODED_PATHS) >= _ENCODED_PATHS_LIMIT:
+            _ENCODED_PATHS.clear()
+        _ENCODED_PATHS[path] = encoded
+    return encoded
 
 
 def _decode_path(text: str) -> tuple[str, ...]:

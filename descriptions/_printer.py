@@ -26,7 +26,13 @@ _STRING_ESCAPES: Final = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\
                           "\f": "\\f"}
 
 
+_NEEDS_ESCAPE: Final = re.compile(r'[\\"\x00-\x1f\x7f]')
+"""A character format_string cannot copy as it is (most strings have none)."""
+
+
 def format_string(text: str) -> str:
+    if _NEEDS_ESCAPE.search(text) is None:
+        return f'"{text}"'
     out = []
     for char in text:
         escaped = _STRING_ESCAPES.get(char)

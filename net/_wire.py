@@ -627,8 +627,11 @@ def _fixed_tuple(items: tuple[_Codec, ...]) -> _Codec:
 
 def _union(alternatives: tuple[_Codec, ...]) -> _Codec:
     describe = " | ".join(alternative.describe for alternative in alternatives)
+    takes_none = any(alternative.describe == "None" for alternative in alternatives)
 
     def attempts(value: object, convert: Callable[[_Codec], _Convert]) -> object:
+        if value is None and takes_none:  # the common `X | None` left empty: no failed attempt at X first
+            return None
         # The first alternative that takes the value wins. When all refuse and exactly one got
         # past the outer shape (its complaint is about something inside), that complaint is
         # the useful one: for `VmSpec | None`, "vm.memory: expected int", not "expected VmSpec | None".
