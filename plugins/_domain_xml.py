@@ -1,8 +1,14 @@
 """Domain XML: the libvirt definition of a virtual machine, made from its attributes.
 
-A pure function of a :class:`DomainSpec`; nothing here talks to libvirt. Every value a user gave
-goes through :mod:`xml.etree.ElementTree`, never through string formatting, so a domain named
-``a<b & "c"`` is escaped like any other text.
+A pure function of a :class:`DomainSpec`; nothing here talks to libvirt. The document is written
+as text (an ElementTree built and serialised for each of 1,000 VMs cost more than defining them on
+libvirt's test driver), and every value a user gave passes through :func:`_text` or
+:func:`_attribute` on its way in: they write ``&``, ``<``, ``>`` (and in attributes ``"``, CR, LF,
+tab) as references, exactly as :mod:`xml.etree.ElementTree` does, so a domain named
+``a<b & "c"`` is escaped like any other text. Characters XML cannot carry at all are refused
+where :class:`DomainSpec` checks them (name, kernel, ramdisk, extra, network, domain type, console
+log). tests/plugins/test_domain_xml.py holds the output byte for byte to the document ElementTree
+makes of the same elements.
 """
 
 from __future__ import annotations
@@ -20,9 +26,16 @@ DISK_FORMATS: Final = ("raw", "qcow2")
 
 _BUS_BY_PREFIX: Final = (("xvd", "xen"), ("vd", "virtio"), ("sd", "scsi"), ("hd", "ide"))
 """The disk bus a target device name implies (longest prefix first: ``xvda`` is not ``vd…``)."""
+_BUS: Final = dict(_BUS_BY_PREFIX)
+_TARGET: Final = re.compile(f"({'|'.join(prefix for prefix, _ in _BUS_BY_PREFIX)})[a-z]+")
+"""A device name: a prefix of :data:`_BUS_BY_PREFIX` (the group), then lower-case letters."""
 
 _NOT_XML: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 """Characters that XML 1.0 cannot carry at all, escaped or not."""
+_NOT_IN_IP: Final = re.compile(r"[\s:]")
+"""What cannot be part of one field of the kernel's ``ip=`` (fields are colon-separated words)."""
+_ATTRIBUTE_ESCAPES: Final = re.compile('[&<>"\r\n\t]')
+"""The characters :func:`_attribute` writes as references."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +104,7 @@ class DomainSpec:
                                  f"{attribute} {512 if attribute == 'memory' else 1};")
         for attribute, text in (("ip", self.ip), ("gateway", self.gateway), ("netmask", self.netmask),
                                 ("hostname", self.hostname)):
-            if text is not None and (not text or re.search(r"[\s:]", text)):
+            if text is not None and (not text or _NOT_IN_IP.search(text)):
                 raise ValueError(f"{attribute} is {text!r}: it goes on the kernel command line as part of ip=…, "
                                  "so it must be non-empty, without spaces or colons")
         for attribute, text in (("domainName", self.name), ("kernel", self.kernel), ("ramdisk", self.ramdisk),
@@ -126,9 +139,9 @@ class DomainSpec:
 
 def disk_bus(target: str) -> str:
     """The bus libvirt attaches ``target`` to, from its name; ValueError for a name it cannot place."""
-    for prefix, bus in _BUS_BY_PREFIX:
-        if re.fullmatch(prefix + "[a-z]+", target):
-            return bus
+    match = _TARGET.fullmatch(target)
+    if match is not None:
+        return _BUS[match[1]]
     raise ValueError(f"disk target {target!r} is not a device name libvirt knows; "
                      "give vda (virtio), xvda (Xen), sda (SCSI) or hda (IDE)")
 
@@ -155,59 +168,81 @@ def kernel_command_line(spec: DomainSpec) -> str:
 
 
 def domain_xml(spec: DomainSpec) -> str:
-    """The ``<domain>`` document libvirt's ``defineXML`` takes."""
-    domain = ET.Element("domain", type=spec.domain_type)
-    _text(domain, "name", spec.name)
-    domain.append(metadata_element(spec.owner))
-    _text(domain, "memory", str(spec.memory), unit="MiB")
-    _text(domain, "vcpu", str(spec.vcpus))
+    """The ``<domain>`` document libvirt's ``defineXML`` takes.
 
-    os_element = ET.SubElement(domain, "os")
-    _text(os_element, "type", "xen" if spec.paravirtual else "hvm")
-    if spec.kernel is not None:
-        _text(os_element, "kernel", spec.kernel)
-        if spec.ramdisk is not None:
-            _text(os_element, "initrd", spec.ramdisk)
-        _text(os_element, "cmdline", kernel_command_line(spec))
-    else:
-        ET.SubElement(os_element, "boot", dev="hd")
-    ET.SubElement(ET.SubElement(domain, "features"), "acpi")
-    ET.SubElement(domain, "clock", offset="utc")
-    _text(domain, "on_poweroff", "destroy")
-    _text(domain, "on_reboot", "restart")
-    _text(domain, "on_crash", "destroy")
-
-    devices = ET.SubElement(domain, "devices")
-    for disk in spec.disks:
-        block = disk.source.startswith("/dev/")
-        element = ET.SubElement(devices, "disk", type="block" if block else "file", device="disk")
-        if disk.format != "raw":  # raw is what libvirt assumes (it never probes a format: a guest could fake one)
-            ET.SubElement(element, "driver", name="qemu", type=disk.format)
-        ET.SubElement(element, "source", {"dev" if block else "file": disk.source})
-        ET.SubElement(element, "target", dev=disk.target, bus=disk_bus(disk.target))
-    if spec.network is None:
-        interface = ET.SubElement(devices, "interface", type="user")
-    else:
-        interface = ET.SubElement(devices, "interface", type="network")
-        ET.SubElement(interface, "source", network=spec.network)
-    if spec.domain_type in ("kvm", "qemu"):
-        ET.SubElement(interface, "model", type="virtio")
+    Two spaces per level, ``<tag />`` for an empty element, attributes in double quotes and no
+    newline at the end: what ElementTree's ``indent`` and ``tostring`` write.
+    """
     if spec.console_log is not None and not spec.console_log.startswith("/"):
         raise ValueError(f"consoleLog is {spec.console_log!r}; give an absolute path (the hypervisor writes it)")
-    if spec.paravirtual:
-        console = ET.SubElement(devices, "console", type="pty")
-        if spec.console_log is not None:
-            ET.SubElement(console, "log", file=spec.console_log, append="off")
-        ET.SubElement(console, "target", type="xen", port="0")
+    paravirtual = spec.paravirtual
+    owner = spec.owner
+    lines = [
+        f"<domain type={_attribute(spec.domain_type)}>",
+        f"  {_text('name', spec.name)}",
+        "  <metadata>",
+        f"    <owner xmlns={_attribute(METADATA_NAMESPACE)}>",
+        f"      {_text('app', owner.app)}",
+        f"      {_text('component', owner.component)}",
+        f"      {_text('host', owner.host)}",
+        f"      {_text('process', owner.process)}",
+        "    </owner>",
+        "  </metadata>",
+        f'  <memory unit="MiB">{spec.memory!s}</memory>',
+        f"  <vcpu>{spec.vcpus!s}</vcpu>",
+        "  <os>",
+        "    <type>xen</type>" if paravirtual else "    <type>hvm</type>",
+    ]
+    if spec.kernel is not None:
+        lines.append(f"    {_text('kernel', spec.kernel)}")
+        if spec.ramdisk is not None:
+            lines.append(f"    {_text('initrd', spec.ramdisk)}")
+        lines.append(f"    {_text('cmdline', kernel_command_line(spec))}")
     else:
-        serial = ET.SubElement(devices, "serial", type="pty")
-        if spec.console_log is not None:
-            ET.SubElement(serial, "log", file=spec.console_log, append="off")
-        ET.SubElement(serial, "target", port="0")
-        console = ET.SubElement(devices, "console", type="pty")
-        ET.SubElement(console, "target", type="serial", port="0")
-    ET.indent(domain)
-    return ET.tostring(domain, encoding="unicode")
+        lines.append('    <boot dev="hd" />')
+    lines += (
+        "  </os>",
+        "  <features>",
+        "    <acpi />",
+        "  </features>",
+        '  <clock offset="utc" />',
+        "  <on_poweroff>destroy</on_poweroff>",
+        "  <on_reboot>restart</on_reboot>",
+        "  <on_crash>destroy</on_crash>",
+        "  <devices>",
+    )
+    for disk in spec.disks:
+        if disk.source.startswith("/dev/"):
+            lines.append('    <disk type="block" device="disk">')
+            source = f"      <source dev={_attribute(disk.source)} />"
+        else:
+            lines.append('    <disk type="file" device="disk">')
+            source = f"      <source file={_attribute(disk.source)} />"
+        if disk.format != "raw":  # raw is what libvirt assumes (it never probes a format: a guest could fake one)
+            lines.append(f'      <driver name="qemu" type={_attribute(disk.format)} />')
+        lines += (
+            source,
+            f"      <target dev={_attribute(disk.target)} bus={_attribute(disk_bus(disk.target))} />",
+            "    </disk>",
+        )
+    interface = [] if spec.network is None else [f"      <source network={_attribute(spec.network)} />"]
+    if spec.domain_type in ("kvm", "qemu"):
+        interface.append('      <model type="virtio" />')
+    kind = "user" if spec.network is None else "network"
+    if interface:
+        lines += (f'    <interface type="{kind}">', *interface, "    </interface>")
+    else:
+        lines.append(f'    <interface type="{kind}" />')
+    log = [] if spec.console_log is None else [f'      <log file={_attribute(spec.console_log)} append="off" />']
+    if paravirtual:
+        lines += ('    <console type="pty">', *log, '      <target type="xen" port="0" />', "    </console>")
+    else:
+        lines += (
+            '    <serial type="pty">', *log, '      <target port="0" />', "    </serial>",
+            '    <console type="pty">', '      <target type="serial" port="0" />', "    </console>",
+        )
+    lines += ("  </devices>", "</domain>")
+    return "\n".join(lines)
 
 
 def metadata_element(owner: Owner) -> ET.Element:
@@ -219,17 +254,20 @@ def metadata_element(owner: Owner) -> ET.Element:
     """
     metadata = ET.Element("metadata")
     element = ET.SubElement(metadata, "owner", xmlns=METADATA_NAMESPACE)
-    _text(element, "app", owner.app)
-    _text(element, "component", owner.component)
-    _text(element, "host", owner.host)
-    _text(element, "process", owner.process)
+    for tag, text in (("app", owner.app), ("component", owner.component), ("host", owner.host),
+                      ("process", owner.process)):
+        ET.SubElement(element, tag).text = text
     return metadata
 
 
 def read_owner(xml: str) -> Owner | None:
-    """The owner written in a domain's XML by :func:`domain_xml`; None when sd-actors did not define it."""
-    root = ET.fromstring(xml)  # noqa: S314 (libvirt's own output, from the hypervisor we chose to trust)
-    element = root.find(f"metadata/{{{METADATA_NAMESPACE}}}owner")
+    """The owner written in a domain's XML by :func:`domain_xml`; None when sd-actors did not define it.
+
+    Only the ``<metadata>`` element is parsed when it stands on its own, as in libvirt's output (a
+    domain's XML runs to kilobytes; this is read for each VM torn down), so a document broken past
+    it goes unnoticed; the whole document is parsed when the element does not stand on its own.
+    """
+    element = _owner_element(xml)
     if element is None:
         return None
 
@@ -239,6 +277,22 @@ def read_owner(xml: str) -> Owner | None:
     if not field("app") or not field("component"):
         return None
     return Owner(app=field("app"), component=field("component"), host=field("host"), process=field("process"))
+
+
+def _owner_element(xml: str) -> ET.Element | None:
+    """Our ``<owner>`` in the domain's ``<metadata>``, from the first ``<metadata>…</metadata>`` text if
+    that parses by itself, else from the whole document."""
+    start = xml.find("<metadata>")
+    end = xml.find("</metadata>", start)
+    if start >= 0 and end >= 0:
+        try:
+            metadata = ET.fromstring(xml[start:end + len("</metadata>")])  # noqa: S314 (as below)
+        except ET.ParseError:
+            pass  # a <metadata> nested in another's metadata, or a namespace prefix declared further out
+        else:
+            return metadata.find(f"{{{METADATA_NAMESPACE}}}owner")
+    root = ET.fromstring(xml)  # noqa: S314 (libvirt's own output, from the hypervisor we chose to trust)
+    return root.find(f"metadata/{{{METADATA_NAMESPACE}}}owner")
 
 
 def offered_domain_types(capabilities: str) -> tuple[str, ...]:
@@ -261,7 +315,25 @@ def default_domain_type(capabilities: str) -> str | None:
     return offered[0] if offered else None
 
 
-def _text(parent: ET.Element, tag: str, text: str, **attributes: str) -> ET.Element:
-    element = ET.SubElement(parent, tag, attributes)
-    element.text = text
-    return element
+def _text(tag: str, text: str) -> str:
+    """``<tag>text</tag>`` with ``&``, ``<`` and ``>`` escaped; ``<tag />`` for no text."""
+    if not text:
+        return f"<{tag} />"
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return f"<{tag}>{text}</{tag}>"
+
+
+def _attribute(value: str) -> str:
+    """``value`` in double quotes, with ``&<>"`` escaped and CR, LF and tab as character references
+    (a parser would turn them into spaces otherwise)."""
+    if _ATTRIBUTE_ESCAPES.search(value) is None:
+        return f'"{value}"'
+    for character, reference in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"),
+                                 ("\r", "&#13;"), ("\n", "&#10;"), ("\t", "&#09;")):
+        value = value.replace(character, reference)
+    return f'"{value}"'
