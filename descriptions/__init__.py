@@ -3,6 +3,13 @@
 Other packages import from here, never from the private modules.
 """
 
+from sd_actors.descriptions._codec import (
+    UndecodableDescription,
+    UnsupportedEncodingVersion,
+    decode_description,
+    description_from,
+    encode_description,
+)
 from sd_actors.descriptions._errors import (
     AssertionFailed,
     CyclicReference,
@@ -59,9 +66,14 @@ __all__ = [
     "SfConfigError",
     "SourceLocation",
     "TypeResolutionError",
+    "UndecodableDescription",
     "UnresolvedReference",
     "UnresolvedTBD",
+    "UnsupportedEncodingVersion",
     "UserPhaseError",
+    "decode_description",
+    "description_from",
+    "encode_description",
     "format_value",
     "library_folder",
     "parse_file",
