@@ -17,6 +17,7 @@ from sd_actors.descriptions import (
     to_sf,
 )
 from sd_actors.descriptions._printer import format_attributes
+from sd_actors.net._protocol import default_state_dir
 
 if TYPE_CHECKING:
     import pluggy
@@ -150,7 +151,7 @@ def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
                  "--state-dir /var/lib/sd-actors\n  sd-actors daemon --insecure          (local experiments only)\n")
     daemon.add_argument("--bind", default="tcp://127.0.0.1:3800", metavar="ADDR",
                         help="where to listen (default tcp://127.0.0.1:3800)")
-    daemon.add_argument("--state-dir", default=str(_default_state_dir()), metavar="DIR",
+    daemon.add_argument("--state-dir", default=str(default_state_dir()), metavar="DIR",
                         help="keys, journal and readiness file (default %(default)s)")
     daemon.add_argument("--peer", action="append", default=[], metavar="ADDR", help="another daemon (repeatable)")
     daemon.add_argument("--hypervisor", metavar="URI", help="default libvirt URI for virtual machines")
@@ -182,7 +183,7 @@ def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     allow = key_commands.add_parser("authorize", help="let the owner of PUBKEY talk to this daemon")
     allow.add_argument("public_key", metavar="PUBKEY")
     allow.add_argument("--label", metavar="TEXT")
-    allow.add_argument("--state-dir", metavar="DIR", default=str(_default_state_dir()))
+    allow.add_argument("--state-dir", metavar="DIR", default=str(default_state_dir()))
     trust = key_commands.add_parser("trust", help="remember a daemon's public key")
     trust.add_argument("endpoint", metavar="HOST")
     trust.add_argument("public_key", metavar="PUBKEY")
@@ -232,10 +233,6 @@ def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     hosts.set_defaults(run=client.run_hosts)
 
 
-def _default_state_dir() -> object:
-    from sd_actors.actors._daemon import default_state_dir
-
-    return default_state_dir()
 
 
 def _run_parse(arguments: argparse.Namespace, out: TextIO) -> int:

@@ -3,15 +3,19 @@
 Requests are answered with the same request id; ``WatchApplication`` is answered by a stream of
 ``LifecycleNotice`` ending with ``WatchEnded``; ``DeployApplication`` by ``DeployAccepted``, its
 progress as ``LifecycleNotices`` (several notices a frame) and ``WatchEnded``. Every request may be
-answered by ``RequestFailed``.
+answered by ``RequestFailed``. At the end: where a client finds a daemon (port, files) and
+``make_registry``, the codec of all these messages.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
 
 from sd_actors.net._membership import Heartbeat
-from sd_actors.net._wire import wire_message
+from sd_actors.net._wire import MessageRegistry, wire_message
 
 
 @wire_message("sd.record")
@@ -515,3 +519,40 @@ class RestarterWhereabouts:
 
 HIGH_AVAILABILITY_MESSAGES = (ClaimRestart, ClaimAnswer, ListDomains, DomainsReply, ForgetHost, HostForgotten,
                               ReplicateRestarter, ForgetRestarter, WhereIsRestarter, RestarterWhereabouts)
+
+
+# -- finding a daemon ----------------------------------------------------------------------------------
+# What the command line and a daemon agree on besides the messages. Kept here, beside them, so that
+# a command that only talks to a daemon (sd-actors up, status) imports neither the runtime nor the daemon.
+DEFAULT_PORT: Final = 3800
+"""The port a daemon listens on unless told otherwise (``--bind``)."""
+
+READY_FILE: Final = "daemon.json"
+"""The file a daemon writes in its state folder once it listens: its endpoint and public key (JSON)."""
+
+KNOWN_DAEMONS_FILE: Final = "known_daemons"
+"""The file of daemons' public keys (one ``endpoint key`` a line): the user's, and each daemon's for its peers."""
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/sd-actors`` (or ``~/.local/state/sd-actors``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "sd-actors"
+
+
+def known_daemon_key(folder: Path, endpoint: str) -> str | None:
+    """The public key recorded for ``endpoint`` in ``folder``'s known_daemons file."""
+    path = folder / KNOWN_DAEMONS_FILE
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == endpoint:
+            return parts[1]
+    return None
+
+
+def make_registry() -> MessageRegistry:
+    """The codec of every message above: what daemons and the command line send each other."""
+    return MessageRegistry((*CLIENT_REQUESTS, *DAEMON_REQUESTS, *REPLIES, *PLACEMENT_MESSAGES,
+                            *HIGH_AVAILABILITY_MESSAGES))
