@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from sd_actors.actors._records import TerminationRecord
-from sd_actors.descriptions import ComponentDescription, parse_file, to_sf
+from sd_actors.descriptions import ComponentDescription, encode_description, parse_file, to_sf
 from sd_actors.net import (
     KeyPair,
     WireError,
@@ -281,8 +281,9 @@ def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, 
     ended_paths: set[tuple[str, ...]] = set()
     all_started: float | None = None
     update = ""
-    request = DeployApplication(app=name, description=to_sf(config), requested_by=os.environ.get("USER", ""),
-                                settle=settle)
+    # The text is what the daemon journals; the tree spares it parsing that text again.
+    request = DeployApplication(app=name, description=to_sf(config), tree=encode_description(config),
+                                requested_by=os.environ.get("USER", ""), settle=settle)
     try:
         for answer in client.stream(request, timeout=timeout, end=(WatchEnded, RequestFailed),
                                     first_timeout=min(timeout, REQUEST_TIMEOUT)):

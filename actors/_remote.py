@@ -296,7 +296,7 @@ class RemoteComponent(Component):
                 "abnormal", f"{doing} on host {self.host} failed: {reply.error}"))
 
     def create(self) -> None:
-        from sd_actors.descriptions import to_sf
+        from sd_actors.descriptions import encode_description, to_sf
 
         if self.link.silent_for() > self._silence_limit():
             # Not heard from lately (or never): a quick question first, so that an unknown or
@@ -308,8 +308,10 @@ class RemoteComponent(Component):
                     "abnormal", f"host {self.host} is unreachable: its daemon ({self.link.endpoint}) did not "
                     f"answer within {PROBE_TIMEOUT:g} s; check sfProcessHost and that the daemon runs there",
                     type(error).__name__)) from None
-        self._ask(CreateSubtree(app=self.context.path[0], path=self.context.path,
-                                description=to_sf(self.context.description), parent_endpoint=self.own_endpoint),
+        description = self.context.description
+        # The text is what the other daemon journals; the tree spares it parsing that text again.
+        self._ask(CreateSubtree(app=self.context.path[0], path=self.context.path, description=to_sf(description),
+                                tree=encode_description(description), parent_endpoint=self.own_endpoint),
                   "create")
         self.link.heard()
         self._life = self.peers.incarnation(self.link.endpoint)

@@ -49,6 +49,9 @@ class DeployApplication:
     requested_by: str = ""
     settle: float = 0.0
     """Once everything started, watch this many seconds more: a failure in that time fails the deploy."""
+    tree: bytes = b""
+    """The same description as ``encode_description`` bytes, which the daemon decodes instead of parsing
+    ``description`` again (it still journals the text); empty from an older client: the text is parsed."""
 
 
 @wire_message("sd.deploy_accepted")
@@ -262,6 +265,8 @@ class CreateSubtree:
     path: tuple[str, ...]
     description: str
     parent_endpoint: str
+    tree: bytes = b""
+    """``description`` as ``encode_description`` bytes (see DeployApplication.tree); empty from an older daemon."""
 
 
 @wire_message("sd.step_subtree")
