@@ -46,15 +46,19 @@ from sd_actors.actors._remote import (
 from sd_actors.actors._runtime import ComponentRef
 from sd_actors.actors._system import System, open_system
 from sd_actors.actors._update import apply_update, plan_update, running_components
-from sd_actors.descriptions import ComponentDescription, DescriptionError, format_value, parse_string, to_sf
-from sd_actors.net import Heartbeat, KeyPair, MessageRegistry, insecure_warning, load_keypair
+from sd_actors.descriptions import (
+    ComponentDescription,
+    DescriptionError,
+    description_from,
+    format_value,
+    parse_string,
+    to_sf,
+)
+from sd_actors.net import Heartbeat, KeyPair, insecure_warning, load_keypair
 from sd_actors.net._node import Node, Request
-from sd_actors.net._protocol import (
-    CLIENT_REQUESTS,
-    DAEMON_REQUESTS,
-    HIGH_AVAILABILITY_MESSAGES,
-    PLACEMENT_MESSAGES,
-    REPLIES,
+from sd_actors.net._protocol import (  # the daemon's port, files and codec: the client needs them too
+    DEFAULT_PORT,
+    READY_FILE,
     ApplicationInfo,
     ApplicationTerminated,
     AttributeInfo,
@@ -89,41 +93,14 @@ from sd_actors.net._protocol import (
     WatchApplication,
     WatchApplications,
     WatchEnded,
+    default_state_dir,
+    known_daemon_key,
+    make_registry,
 )
 from sd_actors.plugins import make_plugin_manager
 from sd_actors.plugins._shell import kill_leftover_groups
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_PORT = 3800
-READY_FILE = "daemon.json"
-
-
-def default_state_dir() -> Path:
-    """``$XDG_STATE_HOME/sd-actors`` (or ``~/.local/state/sd-actors``)."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "sd-actors"
-
-
-KNOWN_DAEMONS_FILE = "known_daemons"
-
-
-def make_registry() -> MessageRegistry:
-    return MessageRegistry((*CLIENT_REQUESTS, *DAEMON_REQUESTS, *REPLIES, *PLACEMENT_MESSAGES,
-                            *HIGH_AVAILABILITY_MESSAGES))
-
-
-def known_daemon_key(folder: Path, endpoint: str) -> str | None:
-    """The public key recorded for ``endpoint`` in ``folder``'s known_daemons file."""
-    path = folder / KNOWN_DAEMONS_FILE
-    if not path.exists():
-        return None
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == endpoint:
-            return parts[1]
-    return None
-
 
 DAEMON_SHARED_KEY: Final = "sd_actors.daemon"
 """A daemon shares a weak reference to itself under this key (System.shared) with its components."""
@@ -228,7 +205,7 @@ class Daemon:
 
     # -- subtrees created here for parents on other daemons ------------------------------------------
     def _create_subtree(self, request: Request, message: CreateSubtree) -> None:
-        config = parse_string(message.description, filename=f"<{':'.join(message.path)}>", use_library=False)
+        config = description_from(message.description, message.tree, filename=f"<{':'.join(message.path)}>")
         takeover = self.high_availability.takeover
         stale = takeover.stale_parent(message.path, message.parent_endpoint) if takeover is not None else None
         if stale is not None:  # an HARestarter's old copy, back: its children are the new one's now
@@ -504,7 +481,7 @@ class Daemon:
 
     def _deploy(self, request: Request, message: DeployApplication) -> None:
         """Journal, answer DeployAccepted, then stream the app's lifecycle until it is up or failed."""
-        config = parse_string(message.description, filename=f"<{message.app}>", use_library=False)
+        config = description_from(message.description, message.tree, filename=f"<{message.app}>")
         try:
             self.journal.begin_deploy(message.app, message.description, requested_by=message.requested_by or
                                       request.client_key, host=self.settings.host)

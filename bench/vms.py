@@ -16,8 +16,12 @@ What is measured (each figure in a fresh Python process, on a fresh simulated ho
         with ``sd-actors up --settle 0`` on 1 daemon, then spread over 3 daemons (one group of VMs
         per daemon, ``sfProcessHost``), each daemon with its own test-driver host
         (``SD_ACTORS_HYPERVISOR``), CURVE on; then ``sd-actors down``. Wall time of each command
-        (parsing the description, the journal's writes and the network included), compared with
-        the same plain loop.
+        (interpreter start, parsing the description, the journal's writes and the network
+        included), compared with the same plain loop. Over 3 daemons twice: with the root a
+        ``Compound``, which (as in SmartFrog) steps its children one after the other, so the
+        three groups come up one after another even on three hosts; and with the root a
+        ``Parallel`` with ``asynchCreateChild true``, the form the 2007 SmartDomains tutorial gives
+        for pools over many hosts, where the groups come up at the same time.
     real guests
         ``--guests`` (default 4) QEMU guests (domain type qemu: TCG) on ``qemu:///system``, booted
         directly from the test guest's kernel and initramfs (tests/plugins/guest.py, with
@@ -77,8 +81,9 @@ def write_host(folder: Path) -> str:
     return f"test://{path}"
 
 
-def vm_description(vms: int, endpoints: list[str]) -> str:
-    """A pool of ``vms`` library VMs, one group per daemon of ``endpoints`` (none named when there is one)."""
+def vm_description(vms: int, endpoints: list[str], *, parallel: bool = False) -> str:
+    """A pool of ``vms`` library VMs, one group per daemon of ``endpoints`` (none named when there is one);
+    the root a Compound, or with ``parallel`` a Parallel that brings the groups up at the same time."""
     groups = []
     per_daemon = -(-vms // len(endpoints))
     for daemon, endpoint in enumerate(endpoints):
@@ -87,6 +92,10 @@ def vm_description(vms: int, endpoints: list[str]) -> str:
                             for index in range(daemon * per_daemon, min(vms, (daemon + 1) * per_daemon)))
         groups.append(f"    g{daemon} extends Compound {{ {placed}{machines} }}")
     body = "\n".join(groups)
+    if parallel:
+        return ('#include "ch/cern/openlab/smartdomains/components.sf"\n'
+                '#include "org/smartfrog/sfcore/workflow/combinators/parallel.sf"\n'
+                f'sfConfig extends Parallel {{\n    asynchCreateChild true;\n{body}\n}}\n')
     return f'#include "ch/cern/openlab/smartdomains/components.sf"\nsfConfig extends Compound {{\n{body}\n}}\n'
 
 
@@ -258,7 +267,7 @@ def measure_guests_virsh(guests: int) -> dict[str, Any]:
     return {"up": deployed - started, "down": terminated - deployed}
 
 
-def measure_daemons(vms: int, daemons: int) -> dict[str, Any]:
+def measure_daemons(vms: int, daemons: int, *, parallel: bool = False) -> dict[str, Any]:
     # bench/net.py's daemons: keys, authorizations, start and stop (bench/ is on sys.path).
     from net import check, count_started, free_port, make_pool, start_daemon, stop, wait_for_members
 
@@ -268,7 +277,7 @@ def measure_daemons(vms: int, daemons: int) -> dict[str, Any]:
         pool = make_pool(root, endpoints)
         pool.env["SD_ACTORS_HYPERVISOR"] = write_host(root)  # each daemon process: a test-driver host of its own
         pool_file = root / "vms.sf"
-        pool_file.write_text(vm_description(vms, endpoints))
+        pool_file.write_text(vm_description(vms, endpoints, parallel=parallel))
         running: list[Any] = []
         try:
             running.extend(start_daemon(pool, index) for index in range(daemons))
@@ -292,7 +301,8 @@ def measure_daemons(vms: int, daemons: int) -> dict[str, Any]:
 
 CHILDREN: Final = {"system": measure_system, "plain": measure_plain, "guests-system": measure_guests_system,
                    "guests-virsh": measure_guests_virsh, "daemon": lambda vms: measure_daemons(vms, 1),
-                   "daemons": lambda vms: measure_daemons(vms, 3)}
+                   "daemons": lambda vms: measure_daemons(vms, 3),
+                   "daemons-parallel": lambda vms: measure_daemons(vms, 3, parallel=True)}
 
 
 PARTS: Final = ("system", "daemons", "guests")
@@ -344,7 +354,8 @@ def report(args: argparse.Namespace) -> None:
             runs["plain libvirt-python loop"].append(in_child("plain", args.vms))
         compare(runs, args.vms, "VMs", TARGET_RATIO)
 
-    for child, daemons in (("daemon", "1 daemon"), ("daemons", "3 daemons")) if "daemons" in parts else ():
+    for child, daemons in (("daemon", "1 daemon"), ("daemons", "3 daemons"),
+                           ("daemons-parallel", "3 daemons, Parallel")) if "daemons" in parts else ():
         print(f"\n== {args.vms:,} VMs up and down with sd-actors up/down, {daemons} (wall time of each command)")
         runs = {f"through {daemons}": [], "plain libvirt-python loop": []}
         for _ in range(args.repeat):

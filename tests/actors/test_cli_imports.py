@@ -16,8 +16,6 @@ from typing import Final
 import pytest
 
 import sd_actors.actors
-from sd_actors.actors import _daemon
-from sd_actors.net import _protocol
 
 EXAMPLE: Final = Path(__file__).resolve().parents[2] / "descriptions" / "examples" / "pool.sf"
 UNREACHABLE: Final = ("--host", "tcp://127.0.0.1:9", "--insecure", "--timeout", "0.05")
@@ -94,9 +92,3 @@ def test_an_unknown_name_of_the_actors_package_is_an_attribute_error() -> None:
 def test_every_name_the_actors_package_can_import_is_public() -> None:
     assert sorted(sd_actors.actors._MODULE_OF) == sorted(sd_actors.actors.__all__)
 
-
-def test_the_command_line_and_the_daemon_agree_on_where_a_daemon_is_found() -> None:
-    assert (_protocol.DEFAULT_PORT, _protocol.READY_FILE, _protocol.KNOWN_DAEMONS_FILE) == \
-        (_daemon.DEFAULT_PORT, _daemon.READY_FILE, _daemon.KNOWN_DAEMONS_FILE)
-    assert _protocol.default_state_dir() == _daemon.default_state_dir()
-    assert _protocol.make_registry().kinds == _daemon.make_registry().kinds
