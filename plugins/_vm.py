@@ -254,12 +254,11 @@ class VM(Component):
         context = self.context
 
         def on_lifecycle(event: int, _detail: int) -> None:
-            # libvirt's event thread: hand the event to the component's own thread.
-            if event in _STOP_EVENTS:
-                context.call_soon(self._look)
+            # libvirt's event thread (only the stop events): hand the event to the component's own thread.
+            context.call_soon(self._look)
 
         try:
-            self._unwatch = watch_domain_lifecycle(context, self._uri, self._uuid, on_lifecycle)
+            self._unwatch = watch_domain_lifecycle(context, self._uri, self._uuid, on_lifecycle, events=_STOP_EVENTS)
         except HypervisorError as error:
             raise DomainError(f"{self._where}: domain {self._name!r}: {error}") from error
 

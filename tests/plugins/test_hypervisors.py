@@ -147,3 +147,28 @@ def test_a_vm_goes_on_watching_its_domain_after_libvirtd_dropped_the_systems_con
         assert name not in {domain.name() for domain in observer.listAllDomains()}
     finally:
         observer.close()
+
+
+def test_a_watcher_of_some_events_is_told_only_those(system: System, tmp_path: Path) -> None:
+    import queue
+
+    from sd_actors.plugins._hypervisors import watch_domain_lifecycle
+
+    uri = write_test_host(tmp_path, name="host1", cpus=4, memory_mib=2048)
+    connection = hypervisor_connection(system, uri)
+    told: dict[str, queue.Queue[int]] = {"stops": queue.Queue(), "every": queue.Queue()}
+    uuids = {name: str(uuid.uuid4()) for name in told}
+    # Watched before they exist (their UUIDs are chosen here), so that no event can come first.
+    watch_domain_lifecycle(system, uri, uuids["stops"], lambda event, _detail: told["stops"].put(event),
+                           events={libvirt.VIR_DOMAIN_EVENT_STOPPED})
+    watch_domain_lifecycle(system, uri, uuids["every"], lambda event, _detail: told["every"].put(event))
+    for name in ("stops", "every"):
+        domain = connection.defineXML(f"<domain type='test'><name>{name}</name><uuid>{uuids[name]}</uuid>"
+                                      f"<memory unit='MiB'>{MEMORY_MIB}</memory><os><type>hvm</type></os></domain>")
+        domain.create()
+        domain.destroy()
+
+    assert [told["every"].get(timeout=WAIT) for _ in range(3)] == [
+        libvirt.VIR_DOMAIN_EVENT_DEFINED, libvirt.VIR_DOMAIN_EVENT_STARTED, libvirt.VIR_DOMAIN_EVENT_STOPPED]
+    # The events come in order, those of "stops" first: by now it has been told all it will be.
+    assert [told["stops"].get_nowait() for _ in range(told["stops"].qsize())] == [libvirt.VIR_DOMAIN_EVENT_STOPPED]
