@@ -65,6 +65,10 @@ class _Schedule:
             return heapq.heappop(self._heap)
         return None
 
+    def first(self) -> _Entry | None:
+        """The entry due first (perhaps cancelled)."""
+        return self._heap[0] if self._heap else None
+
     def next_time(self) -> float | None:
         while self._heap and self._heap[0].cancelled:
             heapq.heappop(self._heap)
@@ -95,7 +99,8 @@ class RealClock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-            self._condition.notify()
+            if self._schedule.first() is entry:  # the thread sleeps until the first: only an earlier one wakes it
+                self._condition.notify()
             return entry
 
     def _run(self) -> None:
