@@ -7,6 +7,7 @@ when it runs, so that the commands that merely talk to one start in a fraction o
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -94,6 +95,7 @@ def run_daemon(arguments: argparse.Namespace, out: TextIO) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         with open_daemon(settings) as daemon:
+            _tune_garbage_collector()
             print(daemon.announce_ready(), file=out, flush=True)
             with open_daemon_console(daemon, getattr(arguments, "console", None), out):
                 while not stop.is_set() and not daemon.stopped.is_set():
@@ -109,6 +111,15 @@ def run_daemon(arguments: argparse.Namespace, out: TextIO) -> int:
 
 
 # ------------------------------------------------------------------------------------- keys
+def _tune_garbage_collector() -> None:
+    """For a long-running daemon: what it loaded to start is never garbage, so the collector stops
+    scanning it (``gc.freeze``), and it collects young objects after 20,000 allocations, not 700:
+    1,000 VMs brought up allocate a few hundred thousand objects, and with Python's defaults the
+    full collections during one ``up`` scan the whole heap several times (tens of ms)."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def run_keys(arguments: argparse.Namespace, out: TextIO) -> int:
     folder = Path(arguments.state_dir) if arguments.state_dir else user_config_folder()
     if arguments.keys_command == "init":
