@@ -7,7 +7,10 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
+
+_COMPACT_ABOVE: Final = 64
+"""A heap this long or longer is compacted when more than half of it is cancelled timers."""
 
 
 class Timer(Protocol):
@@ -30,39 +33,74 @@ class Clock(Protocol):
         ...
 
 
-class _Entry:
-    __slots__ = ("when", "order", "callback", "cancelled")
+def _nothing() -> None:
+    """What a cancelled timer calls instead of its callback (it may already be on its way to run)."""
 
-    def __init__(self, when: float, order: int, callback: Callable[[], None]) -> None:
+
+class _Entry:
+    __slots__ = ("when", "order", "callback", "cancelled", "_schedule")
+
+    def __init__(self, when: float, order: int, callback: Callable[[], None], schedule: _Schedule) -> None:
         self.when = when
         self.order = order
         self.callback = callback
         self.cancelled = False
+        self._schedule: _Schedule | None = schedule
+        """While the entry is in its schedule's heap."""
 
     def __lt__(self, other: _Entry) -> bool:
         return (self.when, self.order) < (other.when, other.order)
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
+        # Let go of the callback now, not at its due time: it holds what it would have run on (a
+        # component, its actor), and a VM's liveness poll may be due long after the VM ended.
+        self.callback = _nothing
+        schedule = self._schedule
+        if schedule is not None:
+            schedule.cancelled += 1
 
 
 class _Schedule:
-    """A heap of timed callbacks shared by both clocks."""
+    """A heap of timed callbacks shared by both clocks.
+
+    Its clock's lock guards it, except ``cancelled``: timers are cancelled from any thread without
+    that lock, so the count may lag behind; it only decides when the heap is worth compacting.
+    """
 
     def __init__(self) -> None:
         self._heap: list[_Entry] = []
         self._order = itertools.count()
+        self.cancelled = 0
+        """Cancelled entries still in the heap (about: see the class)."""
 
     def add(self, when: float, callback: Callable[[], None]) -> _Entry:
-        entry = _Entry(when, next(self._order), callback)
+        if len(self._heap) >= _COMPACT_ABOVE and self.cancelled * 2 > len(self._heap):
+            self._compact()
+        entry = _Entry(when, next(self._order), callback, self)
         heapq.heappush(self._heap, entry)
+        return entry
+
+    def _compact(self) -> None:
+        """Drop every cancelled entry at once (they would otherwise stay until they are due)."""
+        self._heap = [entry for entry in self._heap if not entry.cancelled]
+        heapq.heapify(self._heap)
+        self.cancelled = 0
+
+    def _pop(self) -> _Entry:
+        entry = heapq.heappop(self._heap)
+        entry._schedule = None
+        if entry.cancelled:
+            self.cancelled = max(self.cancelled - 1, 0)
         return entry
 
     def pop_due(self, now: float) -> _Entry | None:
         while self._heap and self._heap[0].cancelled:
-            heapq.heappop(self._heap)
+            self._pop()
         if self._heap and self._heap[0].when <= now:
-            return heapq.heappop(self._heap)
+            return self._pop()
         return None
 
     def first(self) -> _Entry | None:
@@ -71,11 +109,14 @@ class _Schedule:
 
     def next_time(self) -> float | None:
         while self._heap and self._heap[0].cancelled:
-            heapq.heappop(self._heap)
+            self._pop()
         return self._heap[0].when if self._heap else None
 
     def clear(self) -> None:
+        for entry in self._heap:
+            entry._schedule = None
         self._heap.clear()
+        self.cancelled = 0
 
 
 class RealClock:

@@ -64,6 +64,9 @@ class ComponentRef:
         self.description = description
         self.parent = parent
         self.children: list[ComponentRef] = []
+        # The root of the tree this component belongs to (its application's, or that of a subtree
+        # this System runs for a parent on another host); None for the process and stand-ins.
+        self.top: ComponentRef | None = None
         self.state: State | None = None
         self.record: TerminationRecord | None = None
         self.component: Component | None = None
@@ -136,10 +139,13 @@ class ComponentRef:
             self, record or TerminationRecord.normal("terminated on request", self.path), notify_parent=notify_parent)
 
     def _ask(self, message: object, timeout: float | None = None) -> Any:
-        if self.actor is None:
+        actor = self.actor  # read once: Runtime.release_below may let go of it meanwhile
+        if actor is None:
+            if self.record is not None:  # it ended, and its application after it
+                raise ComponentFailed(self.record)
             raise DeploymentError(f"{self.name_text} has no actor")
         try:
-            return ask(self.actor, message, timeout)
+            return ask(actor, message, timeout)
         except pykka.ActorDeadError:
             raise ComponentFailed(self.record or TerminationRecord.abnormal(
                 "its actor is no longer running", self.path)) from None
@@ -285,6 +291,13 @@ class LivenessMonitor:
             return
         self._schedule(ref, delay, max(factor, 1), None, 0)
 
+    def unwatch(self, ref: ComponentRef) -> None:
+        """Stop pinging ``ref`` (it ended): its timer lets go of it now, not at its next ping."""
+        with self._lock:
+            timer = self._timers.pop(id(ref), None)
+        if timer is not None:
+            timer.cancel()
+
     def _schedule(self, ref: ComponentRef, delay: float, factor: int, pending: pykka.Future[Any] | None,
                   missed: int) -> None:
         with self._lock:
@@ -382,9 +395,14 @@ class Runtime:
         self.liveness = LivenessMonitor(self)
         self.changed = threading.Condition()
         self.components: dict[tuple[str, ...], ComponentRef] = {}
-        # Running components by the identity of their description. One description may be deployed
-        # more than once (Retry, Repeat, the same description in two apps): all are kept.
+        # Components by the identity of their description, for LAZY links. One description may be
+        # deployed more than once (Retry, Repeat, the same description in two apps): all are kept,
+        # until one that ended is replaced at its path or its application ended (release_below).
         self._by_description: dict[int, list[ComponentRef]] = {}
+        # The components in the books under each tree's root (``ComponentRef.top``). When a root
+        # ends, those under it let go of what they held (release_below): a daemon that runs for
+        # months deploys many applications of distinct names, and each must cost little once ended.
+        self._below: dict[ComponentRef, set[ComponentRef]] = {}
         self.apps: dict[str, ComponentRef] = {}
         self._deploying: set[str] = set()
         self.app_records: dict[str, TerminationRecord] = {}
@@ -439,8 +457,16 @@ class Runtime:
         path = (*parent.path, name)
         ref = ComponentRef(path, description, parent, self)
         with self.changed:
+            replaced = self.components.get(path)
             self.components[path] = ref
             self._by_description.setdefault(id(description), []).append(ref)
+            ref.top = parent.top if parent.top is not None else ref
+            if ref.top is ref:
+                self._below[ref] = set()
+            elif (below := self._below.get(ref.top)) is not None:  # else its root was forgotten meanwhile
+                below.add(ref)
+            if replaced is not None and replaced.state is not None and replaced.state.is_final:
+                self._forget_replaced(replaced, ref)
         parent.children.append(ref)
         actor = ComponentActor(ref, self, self.component_type(ref))
         self._start_actor(ref, actor)
@@ -512,17 +538,64 @@ class Runtime:
                 self._deploying.discard(name)
         return root
 
-    def forget_tree(self, ref: ComponentRef) -> None:
-        """Drop a finished component and its subtree from the System's books (its name may be reused)."""
-        for child in list(ref.children):
-            self.forget_tree(child)
-        if self.components.get(ref.path) is ref:
-            del self.components[ref.path]
-        refs = self._by_description.get(id(ref.description))
-        if refs is not None and ref in refs:
-            refs.remove(ref)
-            if not refs:
-                del self._by_description[id(ref.description)]
+    def _forget_replaced(self, replaced: ComponentRef, ref: ComponentRef) -> None:
+        """With ``changed`` held: ``ref`` takes the place of ``replaced``, which ended (a restart, a
+        Repeat's next round, a hosted subtree asked for again): nothing names it any more."""
+        if replaced.top is replaced:
+            self._forget(replaced)
+        elif replaced.description is ref.description:  # links resolve to the newer one anyway
+            self._unindex([replaced])
+            below = self._below.get(replaced.top) if replaced.top is not None else None
+            if below is not None:
+                below.discard(replaced)
+
+    def forget_tree(self, root: ComponentRef) -> None:
+        """Drop a finished application's root and its whole tree from the System's books (its name
+        may be reused)."""
+        self.release_below(root)
+        with self.changed:
+            self._forget(root)
+
+    def _forget(self, root: ComponentRef) -> None:
+        """With ``changed`` held: ``root`` and what is left under it leave the books."""
+        below = self._below.pop(root, set())
+        for ref in (root, *below):
+            if self.components.get(ref.path) is ref:
+                del self.components[ref.path]
+        self._unindex([root, *below])
+
+    def release_below(self, root: ComponentRef) -> None:
+        """``root``'s tree has ended: the components under it that ended let go of what they needed
+        only while they ran (their Component, its actor), and links no longer resolve to them.
+
+        They stay in ``components``, with their state and record (``lookup`` after the application
+        ended), as slim references, until the application's name is deployed again. One still
+        running (a hung one, abandoned) keeps what it uses."""
+        with self.changed:
+            below = self._below.get(root)
+            if below is None:
+                return
+            ended = [ref for ref in below if ref.state is not None and ref.state.is_final]
+            self._unindex(ended)
+            for ref in ended:
+                if self.components.get(ref.path) is not ref:  # one restarted in its place: nothing names it
+                    below.discard(ref)
+        for ref in ended:
+            if not ref.abandoned:  # (an abandoned one's actor may still be running)
+                ref.component = None
+                ref.actor = None
+                ref.actor_ref = None
+                ref.children.clear()
+
+    def _unindex(self, refs: list[ComponentRef]) -> None:
+        """With ``changed`` held: drop ``refs`` from ``_by_description``."""
+        gone = set(refs)
+        for key in {id(ref.description) for ref in refs}:
+            kept = [ref for ref in self._by_description.get(key, ()) if ref not in gone]
+            if kept:
+                self._by_description[key] = kept
+            else:
+                self._by_description.pop(key, None)
 
     # -- state and events ----------------------------------------------------------------------
     def set_state(self, ref: ComponentRef, state: State, record: TerminationRecord | None = None) -> None:
@@ -534,6 +607,8 @@ class Runtime:
         self.bus.publish(event)
         with self.changed:
             self.changed.notify_all()
+        if ref.top is ref and state.is_final and not ref.abandoned:  # (_abandon releases after the subtree)
+            self.release_below(ref)
 
     def finish(self, ref: ComponentRef, record: TerminationRecord, *, notify_parent: bool) -> None:
         """The component's termination is complete: final state, event, and the parent told."""
@@ -542,13 +617,15 @@ class Runtime:
                 self.actors.remove(ref.actor)
         if ref.abandoned:
             return
+        self.liveness.unwatch(ref)
         self.set_state(ref, State.TERMINATED if record.is_normal else State.FAILED, record)
         parent = ref.parent
-        if parent is not None and parent.actor_ref is not None:
+        parent_actor = parent.actor_ref if parent is not None else None
+        if parent is not None and parent_actor is not None:
             if notify_parent:
-                parent.actor_ref.tell(ChildTerminated(child=ref, record=record))
+                parent_actor.tell(ChildTerminated(child=ref, record=record))
             elif ref in parent.children:
-                parent.actor_ref.tell(RunInActor(lambda: _forget(parent, ref)))
+                parent_actor.tell(RunInActor(lambda: _forget(parent, ref)))
 
     def app_finished(self, root: ComponentRef, record: TerminationRecord) -> None:
         with self.changed:
@@ -565,11 +642,12 @@ class Runtime:
     # -- termination ------------------------------------------------------------------------------
     def terminate_component(self, ref: ComponentRef, record: TerminationRecord, *, notify_parent: bool) -> None:
         """Terminate ``ref`` and wait; one that does not finish in time is stopped forcibly."""
-        if ref.actor_ref is None or ref.abandoned:
+        actor = ref.actor_ref  # read once: None once its application ended (release_below)
+        if actor is None or ref.abandoned:
             return
         ref.termination_requested = True
         try:
-            future = ref.actor_ref.ask(TerminateComponent(record=record, notify_parent=notify_parent), block=False)
+            future = actor.ask(TerminateComponent(record=record, notify_parent=notify_parent), block=False)
         except pykka.ActorDeadError:
             self._mark_dead(ref, record)
             return
@@ -583,11 +661,12 @@ class Runtime:
         else:
             pending: list[tuple[ComponentRef, pykka.Future[Any]]] = []
             for child in children:
-                if child.actor_ref is None or child.abandoned:
+                actor = child.actor_ref
+                if actor is None or child.abandoned:
                     continue
                 child.termination_requested = True
                 try:
-                    pending.append((child, child.actor_ref.ask(
+                    pending.append((child, actor.ask(
                         TerminateComponent(record=record, notify_parent=False), block=False)))
                 except pykka.ActorDeadError:
                     self._mark_dead(child, record)
@@ -625,11 +704,13 @@ class Runtime:
         record = TerminationRecord.abnormal(
             f"did not finish terminating within {self.terminate_timeout:g} s: stopped forcibly", ref.path,
             "terminate timeout")
-        self.set_state(ref, State.FAILED, record)
         ref.abandoned = True
+        self.set_state(ref, State.FAILED, record)
         for child in ref.children:
             if child.alive or child.state is State.TERMINATING:
                 self._abandon(child)
+        if ref.top is ref:
+            self.release_below(ref)
 
     def _mark_dead(self, ref: ComponentRef, record: TerminationRecord) -> None:
         if ref.state is not None and ref.state.is_final:
@@ -640,29 +721,33 @@ class Runtime:
     def report_failure(self, ref: ComponentRef, record: TerminationRecord) -> None:
         """A liveness failure: the parent terminates the component, then reacts."""
         parent = ref.parent
-        if parent is None or parent.actor_ref is None:
+        actor = parent.actor_ref if parent is not None else None
+        if actor is None:
             return
         try:
-            parent.actor_ref.tell(ChildFailed(child=ref, record=record))
+            actor.tell(ChildFailed(child=ref, record=record))
         except pykka.ActorDeadError:
             logger.warning("%s failed but its parent is gone: %s", ref.name_text, record)
 
     def request_termination(self, ref: ComponentRef, record: TerminationRecord, *, notify_parent: bool = True) -> None:
         ref.termination_requested = True
-        if ref.actor_ref is not None:
+        actor = ref.actor_ref
+        if actor is not None:
             with contextlib.suppress(pykka.ActorDeadError):
-                ref.actor_ref.tell(TerminateComponent(record=record, notify_parent=notify_parent))
+                actor.tell(TerminateComponent(record=record, notify_parent=notify_parent))
 
     def call_soon(self, ref: ComponentRef, callback: Callable[[], None]) -> None:
-        if ref.actor_ref is not None:
+        actor = ref.actor_ref
+        if actor is not None:
             with contextlib.suppress(pykka.ActorDeadError):
-                ref.actor_ref.tell(RunInActor(callback))
+                actor.tell(RunInActor(callback))
 
     def call_later(self, ref: ComponentRef, delay: float, callback: Callable[[], None]) -> Timer:
         def deliver() -> None:
-            if ref.actor_ref is not None and ref.alive:
+            actor = ref.actor_ref
+            if actor is not None and ref.alive:
                 with contextlib.suppress(pykka.ActorDeadError):
-                    ref.actor_ref.tell(RunInActor(callback))
+                    actor.tell(RunInActor(callback))
 
         return self.clock.call_later(delay, deliver)
 
