@@ -78,6 +78,7 @@ class WorkerPool:
                 task()
             except Exception:  # a task must never kill its worker
                 logger.exception("task %r failed", task)
+            del task  # an idle worker must not keep its last actor (and what that holds) alive
 
     @property
     def threads(self) -> int:
