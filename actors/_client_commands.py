@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from sd_actors.actors._records import TerminationRecord
+from sd_actors.actors._record_info import to_record
 from sd_actors.descriptions import ComponentDescription, encode_description, parse_file, to_sf
 from sd_actors.net import (
     KeyPair,
@@ -252,8 +252,7 @@ def _request(client: Client, message: object, timeout: float = REQUEST_TIMEOUT) 
 
 
 def _record_text(record: RecordInfo | None) -> str:
-    return "" if record is None else str(TerminationRecord(record.kind, record.description, record.path,
-                                                             record.cause))
+    return "" if record is None else str(to_record(record, ()))
 
 
 # ------------------------------------------------------------------------------------- up / down

@@ -32,6 +32,7 @@ from sd_actors.actors._events import LifecycleEvent, State
 from sd_actors.actors._forgotten_hosts import ForgottenHosts
 from sd_actors.actors._journal import ApplicationStatus, DuplicateApplication, Journal, JournalError, open_journal
 from sd_actors.actors._progress import ProgressStream
+from sd_actors.actors._record_info import record_info, to_info, to_record
 from sd_actors.actors._records import DETACHED, TerminationRecord
 from sd_actors.actors._remote import (
     Peers,
@@ -39,9 +40,6 @@ from sd_actors.actors._remote import (
     RemoteParent,
     endpoint_of_host,
     pack_result,
-    record_info,
-    to_info,
-    to_record,
 )
 from sd_actors.actors._runtime import ComponentRef
 from sd_actors.actors._system import System, open_system

@@ -24,6 +24,7 @@ import msgpack
 from sd_actors.actors._component import Component, ComponentContext, Reaction
 from sd_actors.actors._errors import ComponentFailed, DeploymentError
 from sd_actors.actors._forgotten_hosts import ForgottenHosts
+from sd_actors.actors._record_info import to_info, to_record
 from sd_actors.actors._records import TerminationRecord
 from sd_actors.actors._runtime import ComponentRef
 from sd_actors.net import Heartbeat, KeyPair, Member, Membership, MessageRegistry
@@ -33,7 +34,6 @@ from sd_actors.net._protocol import (
     GetHosts,
     InvokeComponent,
     InvokeResult,
-    RecordInfo,
     RequestFailed,
     StepSubtree,
     TerminateComponentRemotely,
@@ -47,25 +47,6 @@ logger = logging.getLogger(__name__)
 
 STEP_TIMEOUT: Final = 3600.0
 PROBE_TIMEOUT: Final = 3.0
-
-
-def to_record(info: RecordInfo | None, fallback_path: tuple[str, ...]) -> TerminationRecord:
-    if info is None:
-        return TerminationRecord.abnormal("no record", fallback_path)
-    return TerminationRecord(info.kind, info.description, info.path, info.cause)
-
-
-def record_info(record: TerminationRecord | None) -> RecordInfo | None:
-    """A TerminationRecord as it travels on the wire."""
-    if record is None:
-        return None
-    return RecordInfo(kind=record.kind, description=record.description, path=record.path, cause=record.cause)
-
-
-def to_info(record: TerminationRecord) -> RecordInfo:
-    info = record_info(record)
-    assert info is not None
-    return info
 
 
 class PeerLink:
