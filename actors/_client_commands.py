@@ -28,6 +28,7 @@ from sd_actors.net import (
     KeyPair,
     WireError,
     authorize,
+    insecure_warning,
     load_keypair,
     load_or_create_keypair,
     parse_key,
@@ -75,7 +76,6 @@ def run_daemon(arguments: argparse.Namespace, out: TextIO) -> int:
     from sd_actors.actors._daemon import DaemonSettings, open_daemon
     from sd_actors.actors._errors import DeploymentError
     from sd_actors.actors.console import open_daemon_console
-    from sd_actors.net import insecure_warning
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
