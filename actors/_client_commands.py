@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from sd_actors.actors._record_info import to_record
-from sd_actors.descriptions import ComponentDescription, encode_description, parse_file, to_sf
+from sd_actors.descriptions import ComponentDescription, encode_description, parse_file
 from sd_actors.net import (
     KeyPair,
     WireError,
@@ -291,8 +291,8 @@ def _deploy_and_follow(client: Client, name: str, config: ComponentDescription, 
     ended_paths: set[tuple[str, ...]] = set()
     all_started: float | None = None
     update = ""
-    # The text is what the daemon journals; the tree spares it parsing that text again.
-    request = DeployApplication(app=name, description=to_sf(config), tree=encode_description(config),
+    # The tree alone: the daemon decodes it (no parsing) and journals it (the text it writes itself, later).
+    request = DeployApplication(app=name, description="", tree=encode_description(config),
                                 requested_by=os.environ.get("USER", ""), settle=settle)
     try:
         for answer in client.stream(request, timeout=timeout, end=(WatchEnded, RequestFailed),

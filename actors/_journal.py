@@ -17,7 +17,9 @@ method.
 
 Values are stored as plain columns: states and statuses by their enum value, component paths as
 JSON arrays of names, termination records as their four fields. ``sqlite3 journal.sqlite3`` is
-therefore enough to read a journal by hand.
+therefore enough to read a journal by hand. An application's description is kept as the tree
+the daemon runs (msgpack, ``description_tree``) and as .sf text; when a client sent the tree alone,
+the daemon writes the text once the deployment is over, so for that moment the text is empty.
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from sd_actors.actors._errors import DeploymentError, UnknownComponent
 from sd_actors.actors._events import State
 from sd_actors.actors._records import TerminationRecord
+
+if TYPE_CHECKING:
+    from sd_actors.descriptions import ComponentDescription
 
 JOURNAL_FILE_NAME: Final = "journal.sqlite3"
 
@@ -100,6 +105,10 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX termination_records_by_app ON termination_records (app, id)",
         "INSERT INTO schema_version (version) VALUES (0)",
     ),
+    # 2: the description as the daemon runs it, encode_description bytes (descriptions/_codec.py).
+    # A client may send only those: description_text is then '' until the daemon has written the
+    # text itself (fill_description_text), after the deployment.
+    ("ALTER TABLE applications ADD COLUMN description_tree BLOB",),
 )
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
@@ -186,11 +195,33 @@ class ApplicationEntry:
     name: str
     status: ApplicationStatus
     description_text: str
+    """The resolved description in .sf notation; '' while only ``description_tree`` is known."""
     requested_by: str
     host: str
     created: float
     updated: float
     record: TerminationRecord | None
+    description_tree: bytes | None = None
+    """The same description as ``encode_description`` bytes, when the deployment came with them."""
+
+    def description(self) -> ComponentDescription:
+        """The description to deploy again: the tree decoded, else the text parsed.
+
+        :raises DescriptionError: neither can be read back (UndecodableDescription for a tree).
+        """
+        from sd_actors.descriptions import decode_description, parse_string  # the journal needs them only here
+
+        if self.description_tree:
+            return decode_description(self.description_tree)
+        return parse_string(self.description_text, filename=f"<{self.name}>", use_library=False)
+
+    def text(self) -> str:
+        """``description_text``, or the text of the tree when it has not been written yet."""
+        if self.description_text or not self.description_tree:
+            return self.description_text
+        from sd_actors.descriptions import to_sf
+
+        return to_sf(self.description())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -302,7 +333,7 @@ class RecoveryPlan:
 _UNFINISHED: Final = (ApplicationStatus.DEPLOYING, ApplicationStatus.RUNNING, ApplicationStatus.TERMINATING)
 
 _SELECT_APPLICATIONS: Final = (
-    "SELECT a.name, a.status, a.description_text, a.requested_by, a.host, a.created, a.updated,"
+    "SELECT a.name, a.status, a.description_text, a.description_tree, a.requested_by, a.host, a.created, a.updated,"
     " r.kind, r.description, r.origin, r.cause"
     " FROM applications AS a LEFT JOIN termination_records AS r ON r.id = a.record_id"
 )
@@ -442,7 +473,8 @@ class Journal:
                 write(db)
 
     # -- applications ----------------------------------------------------------------------------
-    def begin_deploy(self, app: str, description_text: str, *, requested_by: str, host: str) -> None:
+    def begin_deploy(self, app: str, description_text: str, *, requested_by: str, host: str,
+                     description_tree: bytes | None = None) -> None:
         """Record that ``app`` is about to be deployed from ``description_text`` (status ``deploying``).
 
         Called when a Deploy request arrives, before any component is created: this is how
@@ -450,7 +482,10 @@ class Journal:
         name is replaced, with its components, placements and records.
 
         :param description_text: the resolved description as submitted, kept so a deploy cut
-            short by a crash can be resumed and ``status`` can show what was asked for.
+            short by a crash can be resumed and ``status`` can show what was asked for; '' when
+            ``description_tree`` holds it (the text follows with :meth:`fill_description_text`).
+        :param description_tree: the same description as ``encode_description`` bytes: what a
+            restart deploys again, when given.
         :param requested_by: who asked (a CLI user's key name, a peer daemon).
         :param host: the daemon that accepted the request.
         :raises DuplicateApplication: an application of that name is deploying, running or
@@ -466,9 +501,10 @@ class Journal:
             now = self._clock()
             db.execute("DELETE FROM applications WHERE name = ?", (app,))
             db.execute(
-                "INSERT INTO applications (name, status, description_text, requested_by, host, created, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (app, ApplicationStatus.DEPLOYING.value, description_text, requested_by, host, now, now),
+                "INSERT INTO applications (name, status, description_text, description_tree, requested_by, host,"
+                " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (app, ApplicationStatus.DEPLOYING.value, description_text, description_tree or None, requested_by,
+                 host, now, now),
             )
 
     def mark_running(self, app: str) -> None:
@@ -482,18 +518,25 @@ class Journal:
             self._require_status(db, app, "mark_running", (ApplicationStatus.DEPLOYING,))
             self._set_status(db, app, ApplicationStatus.RUNNING, record_id=None)
 
-    def replace_description(self, app: str, description_text: str) -> None:
+    def replace_description(self, app: str, description_text: str, description_tree: bytes | None = None) -> None:
         """Record that running ``app`` is about to take a changed description (``up`` again).
 
-        Called before its components are given the changes, and again with the old text when
-        they could not take them: a daemon restarted afterwards re-deploys from this text.
+        Called before its components are given the changes, and again with the old description
+        when they could not take them: a daemon restarted afterwards re-deploys from this one.
 
         :raises WrongStatus: ``app`` is not running.
         """
         with self._transaction() as db:
             self._require_status(db, app, "replace_description", (ApplicationStatus.RUNNING,))
-            db.execute("UPDATE applications SET description_text = ?, updated = ? WHERE name = ?",
-                       (description_text, self._clock(), app))
+            db.execute("UPDATE applications SET description_text = ?, description_tree = ?, updated = ? WHERE name = ?",
+                       (description_text, description_tree or None, self._clock(), app))
+
+    def fill_description_text(self, app: str, description_tree: bytes, description_text: str) -> None:
+        """Write the text of a description journaled as a tree alone (for ``sqlite3`` readers and
+        older tools). Nothing changes unless ``app``'s row still has that tree and no text."""
+        with self._transaction() as db:
+            db.execute("UPDATE applications SET description_text = ? WHERE name = ? AND description_text = ''"
+                       " AND description_tree = ?", (description_text, app, description_tree))
 
     def begin_terminate(self, app: str, record: TerminationRecord) -> None:
         """Record that ``app`` is about to be terminated with ``record`` (status ``terminating``).
@@ -788,6 +831,7 @@ def _application_entry(row: sqlite3.Row) -> ApplicationEntry:
         name=row["name"],
         status=ApplicationStatus(row["status"]),
         description_text=row["description_text"],
+        description_tree=row["description_tree"],
         requested_by=row["requested_by"],
         host=row["host"],
         created=row["created"],

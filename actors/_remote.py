@@ -277,7 +277,7 @@ class RemoteComponent(Component):
                 "abnormal", f"{doing} on host {self.host} failed: {reply.error}"))
 
     def create(self) -> None:
-        from sd_actors.descriptions import encode_description, to_sf
+        from sd_actors.descriptions import encode_description
 
         if self.link.silent_for() > self._silence_limit():
             # Not heard from lately (or never): a quick question first, so that an unknown or
@@ -290,8 +290,8 @@ class RemoteComponent(Component):
                     f"answer within {PROBE_TIMEOUT:g} s; check sfProcessHost and that the daemon runs there",
                     type(error).__name__)) from None
         description = self.context.description
-        # The text is what the other daemon journals; the tree spares it parsing that text again.
-        self._ask(CreateSubtree(app=self.context.path[0], path=self.context.path, description=to_sf(description),
+        # The tree alone: the other daemon decodes it (no parsing; no text needed, it journals none).
+        self._ask(CreateSubtree(app=self.context.path[0], path=self.context.path, description="",
                                 tree=encode_description(description), parent_endpoint=self.own_endpoint),
                   "create")
         self.link.heard()

@@ -363,21 +363,24 @@ def _shown(value: object) -> str:
 
 # --------------------------------------------------------------------------------------- receiving
 def description_from(text: str, tree: bytes, *, filename: str) -> ComponentDescription:
-    """The description a peer sent as ``.sf`` ``text`` and, when it could, as an encoded ``tree``.
+    """The description a peer sent as an encoded ``tree``, as ``.sf`` ``text``, or as both.
 
     The tree is decoded (several times faster than parsing); without one (a peer of an older
     version) or in a format version this one does not read (a newer one), the text is parsed.
-    A damaged tree is refused, not replaced by the text: the peer has a bug worth hearing about.
+    Senders of this version send the tree alone (``text`` empty), so a tree this one cannot read
+    then has nothing to fall back on: the receiver must be upgraded. A damaged tree is refused, not
+    replaced by the text: the peer has a bug worth hearing about.
 
     :param filename: names the text in parse errors (``<app>``).
     :raises DescriptionError: the text does not parse, or :class:`UndecodableDescription`: the
-        tree is damaged.
+        tree is damaged, or in a newer format and without the text.
     """
     if tree:
         try:
             return decode_description(tree)
         except UnsupportedEncodingVersion:
-            pass
+            if not text:
+                raise
         except UndecodableDescription as error:
             raise UndecodableDescription(f"the description sent with {filename} could not be decoded: {error.message}",
                                          hint="the sender may have a bug; sending the .sf text alone (an empty "

@@ -42,16 +42,17 @@ class RequestFailed:
 @wire_message("sd.deploy")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeployApplication:
-    """Deploy ``description`` (a resolved sfConfig in .sf notation) as application ``app``."""
+    """Deploy a resolved sfConfig as application ``app``: ``tree``, or ``description``, or both."""
 
     app: str
     description: str
+    """The description in .sf notation; '' when ``tree`` carries it (this version's command line)."""
     requested_by: str = ""
     settle: float = 0.0
     """Once everything started, watch this many seconds more: a failure in that time fails the deploy."""
     tree: bytes = b""
-    """The same description as ``encode_description`` bytes, which the daemon decodes instead of parsing
-    ``description`` again (it still journals the text); empty from an older client: the text is parsed."""
+    """The description as ``encode_description`` bytes: the daemon decodes and journals it, and writes
+    its text after the deployment; empty from an older client (or the web console): the text is parsed."""
 
 
 @wire_message("sd.deploy_accepted")
@@ -256,7 +257,8 @@ CLIENT_REQUESTS = (DeployApplication, TerminateApplication, WatchApplication, Ge
 @wire_message("sd.create_subtree")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreateSubtree:
-    """Create the subtree at ``path`` (its description in .sf notation) for a parent on another daemon.
+    """Create the subtree at ``path`` (its description as a ``tree``, or in .sf notation from an older
+    daemon) for a parent on another daemon.
 
     The parent's daemon is the sender; it is told when the subtree terminates by itself.
     """
@@ -264,9 +266,10 @@ class CreateSubtree:
     app: str
     path: tuple[str, ...]
     description: str
+    """The subtree in .sf notation; '' when ``tree`` carries it (daemons of this version)."""
     parent_endpoint: str
     tree: bytes = b""
-    """``description`` as ``encode_description`` bytes (see DeployApplication.tree); empty from an older daemon."""
+    """The subtree as ``encode_description`` bytes; empty from an older daemon."""
 
 
 @wire_message("sd.step_subtree")

@@ -15,6 +15,7 @@ import re
 import select
 import signal
 import socket
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from sd_actors.actors._daemon import DEFAULT_PORT, make_registry
+from sd_actors.descriptions import encode_description, parse_file, to_sf
 from sd_actors.net import load_keypair
 from sd_actors.net._protocol import GetStatus, StatusReply
 from sd_actors.net._wire import DEFAULT_MAX_FRAME_SIZE
@@ -476,6 +478,27 @@ def test_invalid_frames_from_an_authorized_client_are_dropped_and_logged_and_the
 
 
 # ------------------------------------------------------------------------------ the journal
+def test_up_sends_the_tree_alone_and_the_daemon_journals_it_and_then_its_text(
+        user: User, daemon: DaemonProcess, tmp_path: Path) -> None:
+    web = write(tmp_path, "web.sf", WEB)
+    config = parse_file(web)
+
+    up = user.run("up", str(web), "--host", daemon.host)
+
+    assert up.returncode == 0, up.stderr
+
+    def journaled() -> tuple[str, bytes] | None:
+        with contextlib.closing(sqlite3.connect(f"file:{daemon.state_dir / 'journal.sqlite3'}?mode=ro",
+                                                uri=True)) as db:
+            text, tree = db.execute("SELECT description_text, description_tree FROM applications WHERE name = 'web'"
+                                    ).fetchone()
+        return (text, tree) if text else None  # the text is written after up's answer
+
+    text, tree = eventually(journaled, timeout=10, what="the text of web's description in the journal")
+    assert tree == encode_description(config)
+    assert text == to_sf(config)
+
+
 def test_after_kill_9_a_restarted_daemon_runs_the_application_again_without_duplicating_it(
         user: User, daemon: DaemonProcess, tmp_path: Path) -> None:
     web = write(tmp_path, "web.sf", WEB)

@@ -34,13 +34,17 @@ from sd_actors.actors._journal import (
     RecoveryPlan,
     UnknownApplication,
     WrongStatus,
+    _MIGRATIONS,
     open_journal,
 )
 from sd_actors.actors._records import TerminationRecord
+from sd_actors.descriptions import encode_description, parse_string, to_sf
 
 REPOSITORY: Final = Path(__file__).resolve().parents[2]
 APP: Final = "pool"
 DESCRIPTION: Final = "sfConfig extends Compound {\n    vm0 extends VM;\n}\n"
+RESOLVED: Final = 'sfConfig extends {\n    sfClass "sd_actors.actors.Compound";\n    vm0 extends {\n        domainName "vm0";\n    }\n}\n'
+"""A description as a daemon receives it: resolved, so it parses without the component library."""
 DOWN: Final = TerminationRecord.normal("down requested", (APP,))
 CRASHED: Final = TerminationRecord.abnormal("domain crashed", (APP, "vm0"), "libvirtError: domain is not running")
 
@@ -181,6 +185,50 @@ def test_begin_deploy_records_a_deploying_application_with_who_asked_and_when(jo
         host="host-a", created=1001.0, updated=1001.0, record=None,
     )]
     assert journal.application(APP) == journal.applications()[0]
+
+
+def test_a_description_journaled_as_a_tree_alone_is_deployed_from_it_and_gets_its_text_later(
+        journal: Journal) -> None:
+    config = parse_string(RESOLVED, use_library=False)
+    tree = encode_description(config)
+
+    journal.begin_deploy(APP, "", description_tree=tree, requested_by="alice", host="host-a")
+
+    entry = journal.application(APP)
+    assert (entry.description_text, entry.description_tree) == ("", tree)
+    assert entry.description() == config  # what a restart deploys again
+    assert entry.text() == to_sf(config)
+    journal.fill_description_text(APP, tree, to_sf(config))
+    assert journal.application(APP).description_text == to_sf(config)
+
+
+def test_filling_in_the_text_never_overwrites_another_description(journal: Journal) -> None:
+    tree = encode_description(parse_string(RESOLVED, use_library=False))
+    journal.begin_deploy(APP, RESOLVED, description_tree=tree, requested_by="alice", host="host-a")
+
+    journal.fill_description_text(APP, tree, "sfConfig extends Compound;\n")  # the row has a text
+    journal.fill_description_text(APP, b"another tree", "sfConfig extends Compound;\n")
+
+    assert journal.application(APP).description_text == RESOLVED
+
+
+def test_a_journal_of_schema_version_1_is_upgraded_and_its_descriptions_read_from_their_text(
+        tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_FILE_NAME
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # what sd-actors wrote before the trees
+        for statement in _MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("UPDATE schema_version SET version = 1")
+        db.execute("INSERT INTO applications (name, status, description_text, requested_by, host, created, updated)"
+                   " VALUES (?, 'running', ?, 'alice', 'host-a', 1.0, 1.0)", (APP, RESOLVED))
+
+    with open_journal(tmp_path) as journal:
+        entry = journal.application(APP)
+
+    assert (entry.description_text, entry.description_tree, entry.text()) == (RESOLVED, None, RESOLVED)
+    assert entry.description() == parse_string(RESOLVED, use_library=False)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
 def test_mark_running_makes_a_deploying_application_running(journal: Journal) -> None:

@@ -396,6 +396,16 @@ def test_a_tree_of_a_newer_format_version_gives_way_to_the_text() -> None:
     assert received == SMALL
 
 
+def test_a_tree_alone_of_a_newer_format_version_is_refused_saying_to_upgrade() -> None:
+    with pytest.raises(UnsupportedEncodingVersion) as excinfo:
+        description_from("", _document([4, True, {}], version=2), filename="<app>")
+
+    assert str(excinfo.value).startswith("the encoded description has format version 2; this sd-actors reads "
+                                          "version 1")
+    assert excinfo.value.hint is not None
+    assert "same sd-actors version" in excinfo.value.hint
+
+
 def test_a_damaged_tree_is_refused_naming_the_description_and_not_replaced_by_the_text() -> None:
     damaged = encode_description(SMALL)[:-3]
 
