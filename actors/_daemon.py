@@ -47,6 +47,7 @@ from sd_actors.actors._update import apply_update, plan_update, running_componen
 from sd_actors.descriptions import (
     ComponentDescription,
     DescriptionError,
+    decode_description,
     description_from,
     format_value,
     parse_string,
@@ -510,8 +511,9 @@ class Daemon:
         """Journal, answer DeployAccepted, then stream the app's lifecycle until it is up or failed."""
         config = description_from(message.description, message.tree, filename=f"<{message.app}>")
         try:
-            self.journal.begin_deploy(message.app, message.description, requested_by=message.requested_by or
-                                      request.client_key, host=self.settings.host)
+            self.journal.begin_deploy(message.app, message.description, description_tree=message.tree or None,
+                                      requested_by=message.requested_by or request.client_key,
+                                      host=self.settings.host)
         except DuplicateApplication as duplicate:
             if duplicate.status is ApplicationStatus.RUNNING and self._update(request, message, config):
                 return
@@ -544,6 +546,18 @@ class Daemon:
             progress.close()
         state = "started" if record is None else "terminated" if record.is_normal else "failed"
         request.reply(WatchEnded(app=message.app, state=state, record=record_info(record)))
+        self._write_description_text(message)
+
+    def _write_description_text(self, message: DeployApplication) -> None:
+        """A description sent as a tree alone is journaled as text too, now that ``up`` has its answer:
+        the text is for people reading the journal, the tree is what a restart deploys."""
+        if message.description or not message.tree:
+            return
+        try:
+            text = to_sf(decode_description(message.tree))
+            self.journal.fill_description_text(message.app, message.tree, text)
+        except (DescriptionError, JournalError) as error:
+            logger.warning("%s: the journal keeps its description as a tree only: %s", message.app, error)
 
     def _notify(self, progress: ProgressStream, app: str, event: LifecycleEvent) -> None:
         if event.path and event.path[0] == app:
@@ -554,15 +568,17 @@ class Daemon:
     def _update(self, request: Request, message: DeployApplication, config: ComponentDescription) -> bool:
         """``up`` of a running app: its components take the changes (or it is refused, changing nothing).
         False when the description is the same: nothing to do."""
-        app, old_text = message.app, self.journal.application(message.app).description_text
-        if old_text == message.description:
+        app, old = message.app, self.journal.application(message.app)
+        if old.description_tree and message.tree:
+            if old.description_tree == message.tree:  # the encoding has no source locations: equal trees, same text
+                return False
+        elif old.text() == (message.description or to_sf(config)):
             return False
-        changes = plan_update(app, parse_string(old_text, filename=f"<{app}>", use_library=False), config,
-                              self.system.runtime.component_types)
+        changes = plan_update(app, old.description(), config, self.system.runtime.component_types)
         if not changes:
             return False
         targets = running_components(self.system, app, changes)
-        self.journal.replace_description(app, message.description)
+        self.journal.replace_description(app, message.description, message.tree or None)
         request.reply(DeployAccepted(app=app, host=self.settings.host,
                                      update="; ".join(change.text for change in changes)))
         progress = ProgressStream(request.reply)
@@ -570,7 +586,7 @@ class Daemon:
         try:
             apply_update(targets)
         except ComponentFailed as failure:
-            self.journal.replace_description(app, old_text)
+            self.journal.replace_description(app, old.description_text, old.description_tree)
             progress.close()  # the notices before the answer that ends the stream
             request.reply(RequestFailed(error=f"{app} runs as before: the update failed: {failure.record}",
                                         record=record_info(failure.record)))
@@ -579,6 +595,7 @@ class Daemon:
             unsubscribe()
             progress.close()
         request.reply(WatchEnded(app=app, state="started"))
+        self._write_description_text(message)
         return True
 
     def _run_deploy(self, app: str, config: ComponentDescription) -> TerminationRecord | None:
@@ -788,7 +805,7 @@ class Daemon:
         for recovery in (*plan.unfinished_deploys, *plan.to_reattach):
             entry = recovery.application
             try:
-                config = parse_string(entry.description_text, filename=f"<{entry.name}>", use_library=False)
+                config = entry.description()
             except DescriptionError as error:
                 self.journal.mark_terminated(entry.name, TerminationRecord.abnormal(
                     f"lost after a daemon restart: its description no longer resolves: {error}", (entry.name,)))
