@@ -102,11 +102,11 @@ from sd_actors.plugins._shell import kill_leftover_groups
 logger = logging.getLogger(__name__)
 
 DAEMON_SHARED_KEY: Final = "sd_actors.daemon"
-FORWARD_GATHER_SECONDS: Final = 0.005
+"""A daemon shares a weak reference to itself under this key (System.shared) with its components."""
+FORWARD_GATHER_SECONDS: Final = 0.02
 """How long the first event of a subtree's batch for its parent's daemon waits for others."""
 FORWARD_LIMIT: Final = 500
 """Events in one batch at most."""
-"""A daemon shares a weak reference to itself under this key (System.shared) with its components."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,11 @@ class Daemon:
         self._remote_parents: dict[tuple[str, tuple[str, ...]], ComponentRef] = {}
         # Events to other daemons leave in order, one at a time, never from an actor's thread.
         self._sender = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sd-actors-send")
-        self._forwarding: dict[str, list[LifecycleNotice]] = {}  # events waiting for the sender, by endpoint
+        self._forwarding: dict[str, list[LifecycleEvent]] = {}  # events waiting for the sender, by endpoint
+        # The parents' daemons an event goes to, by the path of the event's parent: the events of a
+        # group of 1,000 VMs share one answer. Written and cleared under _parents_lock, cleared
+        # whenever a parent or a hosted subtree comes or goes.
+        self._forward_routes: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._forward_changed = threading.Condition()
         self._forward_flushes = 0
         """Steps waiting for their events to leave (_wait_forwarded): the sender gathers no more."""
@@ -228,6 +232,8 @@ class Daemon:
                 parent = self.system.runtime.attach_placeholder(message.path[:-1], notify_type)
                 self._remote_parents[parent_key] = parent
         self._hand_over(message.path, "its parent asked for it again", keep=parent_key)
+        with self._parents_lock:
+            self._forward_routes.clear()  # the new subtree's events go to its parent, not an old one's
         try:
             self.system.runtime.create_child(parent, message.path[-1], config)
         except ComponentFailed as failure:
@@ -252,6 +258,7 @@ class Daemon:
             with self._parents_lock:  # an old parent left with nothing here gets no more events
                 if key != keep and not any(child.alive for child in parent.children):
                     self._remote_parents.pop(key, None)
+                    self._forward_routes.clear()
 
     def adopt_application(self, app: str, description_text: str, under: tuple[str, ...]) -> None:
         """Deploy ``app``, taken over from a silent daemon (policies/_takeover.py): the subtrees this
@@ -281,33 +288,55 @@ class Daemon:
                          name=f"sd-actors-end-{app}").start()
 
     def _forward_event(self, event: LifecycleEvent) -> None:
-        """An event of a subtree hosted here for another daemon goes to that daemon too."""
-        if len(event.path) < 2:
+        """An event of a subtree hosted here for another daemon goes to that daemon too.
+
+        On the thread that changed the state (a deployment's, for every VM): it only finds the
+        route and queues the event; the sender makes the notices."""
+        path = event.path
+        if len(path) < 2 or not self._remote_parents:
             return
-        components = self.system.runtime.components
-        with self._parents_lock:
-            # Only to the parent whose subtree it is (after a takeover, two parents may have hung
-            # subtrees at the same path here), and not to one silent past --dead-after: it would hold
-            # up the events to the others for a request's timeout, and it asks again when it is back.
-            targets = [endpoint for (endpoint, parent_path), parent in self._remote_parents.items()
-                       if event.path[:len(parent_path)] == parent_path and len(event.path) > len(parent_path)
-                       and getattr(components.get(event.path[:len(parent_path) + 1]), "parent", parent) is parent
-                       and self.peers.link(endpoint).silent_for() <= self.settings.dead_after]
-        if not targets:
-            return
-        notice = LifecycleNotice(path=event.path, old=event.old.value if event.old else "", new=event.new.value,
-                                 time=event.time, host=self.settings.host, component_class=event.component_class,
-                                 record=record_info(event.record))
+        targets = self._forward_routes.get(path[:-1])
+        if targets is None:
+            targets = self._route(event)
+        dead_after = self.settings.dead_after
         for endpoint in targets:
+            # Not to a parent silent past --dead-after: it would hold up the events to the others
+            # for a request's timeout, and it asks again when it is back.
+            if self.peers.link(endpoint).silent_for() > dead_after:
+                continue
             with self._forward_changed:
                 waiting = self._forwarding.setdefault(endpoint, [])
-                waiting.append(notice)
-                if len(waiting) >= FORWARD_LIMIT or notice.new == State.FAILED.value:
+                waiting.append(event)
+                if len(waiting) >= FORWARD_LIMIT or event.new is State.FAILED:
                     self._forward_changed.notify_all()  # no more gathering: send them now
                 if len(waiting) > 1:
                     continue  # a send is on its way and takes this one too
             with contextlib.suppress(RuntimeError):  # the daemon is stopping
                 self._sender.submit(self._send_forwarded, endpoint)
+
+    def _route(self, event: LifecycleEvent) -> tuple[str, ...]:
+        """The daemons of the parents ``event``'s subtree hangs under: only the one whose subtree it
+        is (after a takeover, two parents may have hung subtrees at the same path here)."""
+        path = event.path
+        components = self.system.runtime.components
+        cacheable = True
+        with self._parents_lock:
+            targets = []
+            for (endpoint, parent_path), parent in self._remote_parents.items():
+                depth = len(parent_path)
+                if len(path) <= depth or path[:depth] != parent_path:
+                    continue
+                if len(path) == depth + 1:
+                    # The subtree's own top: its siblings may belong to another parent.
+                    cacheable = False
+                    if event.new.is_final:
+                        self._forward_routes.clear()  # the routes below it may name it no more
+                if getattr(components.get(path[:depth + 1]), "parent", parent) is parent:
+                    targets.append(endpoint)
+            found = tuple(targets)
+            if cacheable:
+                self._forward_routes[path[:-1]] = found
+        return found
 
     def _send_forwarded(self, endpoint: str) -> None:
         """Send the events waiting for ``endpoint``: all of them in one request (those that come while
@@ -321,15 +350,19 @@ class Daemon:
             while True:
                 waiting = self._forwarding.get(endpoint, ())
                 if (self._forward_flushes or len(waiting) >= FORWARD_LIMIT
-                        or (waiting and waiting[-1].new == State.FAILED.value)):
+                        or (waiting and waiting[-1].new is State.FAILED)):
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._forward_changed.wait(remaining)
-            notices = tuple(self._forwarding.pop(endpoint, ()))
-        if not notices:
+            events = self._forwarding.pop(endpoint, ())
+        if not events:
             return
+        host = self.settings.host
+        notices = tuple(LifecycleNotice(path=event.path, old=event.old.value if event.old else "", new=event.new.value,
+                                        time=event.time, host=host, component_class=event.component_class,
+                                        record=record_info(event.record)) for event in events)
         try:
             self.peers.link(endpoint).request(SubtreeEvents(notices=notices), timeout=10)
         except (TimeoutError, OSError, ComponentFailed) as error:
