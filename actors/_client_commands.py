@@ -12,8 +12,6 @@ import json
 import logging
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +24,7 @@ from sd_actors.actors._record_info import to_record
 from sd_actors.descriptions import ComponentDescription, encode_description, parse_file
 from sd_actors.net import (
     KeyPair,
+    MessageRegistry,
     WireError,
     authorize,
     insecure_warning,
@@ -54,7 +53,7 @@ from sd_actors.net._protocol import (
     WatchEnded,
     default_state_dir,
     known_daemon_key,
-    make_registry,
+    make_client_registry,
 )
 
 EXIT_FAILED = 1
@@ -82,6 +81,8 @@ def run_daemon(arguments: argparse.Namespace, out: TextIO) -> int:
     bind = endpoint_of(arguments.bind)
     address = bind.split("://")[-1].rsplit(":", 1)[0]
     # A daemon is named by the address it listens on, unless that is only the loopback.
+    import socket  # here: the commands that only talk to a daemon do without it
+
     host = socket.gethostname() if address in ("127.0.0.1", "localhost", "*", "0.0.0.0") else address  # noqa: S104 (a comparison, not a bind)
     settings = DaemonSettings(bind=bind, host=host, state_dir=Path(arguments.state_dir),
                               peers=tuple(endpoint_of(p) for p in arguments.peer), hypervisor=arguments.hypervisor,
@@ -184,8 +185,13 @@ def _ready_info(state_dir: Path) -> dict[str, object] | None:
 
 
 @contextmanager
-def connect(arguments: argparse.Namespace, out: TextIO) -> Iterator[Client]:
-    """A client of the daemon the arguments name; with none named and none running, start one."""
+def connect(arguments: argparse.Namespace, out: TextIO, *, registry: MessageRegistry | None = None
+            ) -> Iterator[Client]:
+    """A client of the daemon the arguments name; with none named and none running, start one.
+
+    :param registry: the messages it sends and understands; by default every message (a plugin's
+        command may send a policy's); this module's commands give the command line's alone.
+    """
     endpoint = endpoint_of(arguments.host)
     state_dir = Path(arguments.state_dir) if arguments.state_dir else default_state_dir()
     insecure = bool(arguments.insecure)
@@ -199,7 +205,11 @@ def connect(arguments: argparse.Namespace, out: TextIO) -> Iterator[Client]:
         if server_key is None:
             raise CommandError(f"the public key of the daemon at {endpoint} is unknown: run "
                                f"'sd-actors keys trust {endpoint} DAEMON_PUBLIC_KEY' or pass --server-key")
-    client = Client(endpoint, registry=make_registry(), keypair=keypair, server_public=server_key)
+    if registry is None:
+        from sd_actors.net._peer_protocol import make_registry
+
+        registry = make_registry()
+    client = Client(endpoint, registry=registry, keypair=keypair, server_public=server_key)
     try:
         yield client
     finally:
@@ -218,6 +228,8 @@ def _start_local_daemon(state_dir: Path, endpoint: str, *, insecure: bool, out: 
                "daemon", "--bind", endpoint, "--state-dir", str(state_dir)]
     if insecure:
         command.append("--insecure")
+    import subprocess  # here: only the first command on a new machine starts a daemon
+
     with log.open("ab") as log_file:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file, start_new_session=True,
                                    stdin=subprocess.DEVNULL)
@@ -278,7 +290,7 @@ def run_up(arguments: argparse.Namespace, out: TextIO) -> int:
             where = f"on {host}" if isinstance(host, str) else "on the daemon"
             print(f"  {'  ' * depth}{path[-1]}  {cd.get('sfClass', '(data)')}  {where}", file=out)
         return 0
-    with connect(arguments, out) as client:
+    with connect(arguments, out, registry=make_client_registry()) as client:
         return _deploy_and_follow(client, name, config, out, _long_timeout(arguments), settle=arguments.settle)
 
 
@@ -356,7 +368,7 @@ def _walk(cd: ComponentDescription, path: tuple[str, ...], depth: int = 0
 
 
 def run_down(arguments: argparse.Namespace, out: TextIO) -> int:
-    with connect(arguments, out) as client:
+    with connect(arguments, out, registry=make_client_registry()) as client:
         reply = _request(client, TerminateApplication(app=arguments.app, wait=arguments.wait),
                          _long_timeout(arguments))
         assert isinstance(reply, ApplicationTerminated)
@@ -367,7 +379,7 @@ def run_down(arguments: argparse.Namespace, out: TextIO) -> int:
 
 # ------------------------------------------------------------------------------------- status
 def run_status(arguments: argparse.Namespace, out: TextIO) -> int:
-    with connect(arguments, out) as client:
+    with connect(arguments, out, registry=make_client_registry()) as client:
         reply = _request(client, GetStatus(app=arguments.app or ""), _short_timeout(arguments))
     assert isinstance(reply, StatusReply)
     if arguments.app and not reply.applications:
@@ -402,7 +414,7 @@ def _status_json(reply: StatusReply) -> dict[str, object]:
 
 
 def run_ls(arguments: argparse.Namespace, out: TextIO) -> int:
-    with connect(arguments, out) as client:
+    with connect(arguments, out, registry=make_client_registry()) as client:
         reply = _request(client, GetStatus(app=""), _short_timeout(arguments))
     assert isinstance(reply, StatusReply)
     if arguments.json:
@@ -418,7 +430,7 @@ def run_ls(arguments: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_hosts(arguments: argparse.Namespace, out: TextIO) -> int:
-    with connect(arguments, out) as client:
+    with connect(arguments, out, registry=make_client_registry()) as client:
         reply = _request(client, GetHosts(), _short_timeout(arguments))
     assert isinstance(reply, HostsReply)
     if arguments.json:

@@ -55,7 +55,21 @@ from sd_actors.descriptions import (
 )
 from sd_actors.net import Heartbeat, KeyPair, insecure_warning, load_keypair
 from sd_actors.net._node import Node, Request
-from sd_actors.net._protocol import (  # the daemon's port, files and codec: the client needs them too
+from sd_actors.net._peer_protocol import (
+    CreateSubtree,
+    GetCapacity,
+    InvokeComponent,
+    InvokeResult,
+    ReleaseCapacity,
+    ReserveCapacity,
+    StepSubtree,
+    SubtreeEvents,
+    SubtreeTerminated,
+    TerminateComponentRemotely,
+    TerminateSubtree,
+    make_registry,
+)
+from sd_actors.net._protocol import (
     DEFAULT_PORT,
     READY_FILE,
     ApplicationInfo,
@@ -64,37 +78,25 @@ from sd_actors.net._protocol import (  # the daemon's port, files and codec: the
     ComponentDetails,
     ComponentStatus,
     ComponentTerminated,
-    CreateSubtree,
     DeployAccepted,
     DeployApplication,
     Done,
-    GetCapacity,
     GetComponent,
     GetHosts,
     GetStatus,
     HostsReply,
     HostStatus,
-    InvokeComponent,
-    InvokeResult,
     LifecycleNotice,
-    ReleaseCapacity,
     RequestFailed,
-    ReserveCapacity,
     ShutdownDaemon,
     StatusReply,
-    StepSubtree,
-    SubtreeEvents,
-    SubtreeTerminated,
     TerminateApplication,
     TerminateComponent,
-    TerminateComponentRemotely,
-    TerminateSubtree,
     WatchApplication,
     WatchApplications,
     WatchEnded,
     default_state_dir,
     known_daemon_key,
-    make_registry,
 )
 from sd_actors.plugins import make_plugin_manager
 from sd_actors.plugins._shell import kill_leftover_groups

@@ -29,16 +29,15 @@ from sd_actors.actors._records import TerminationRecord
 from sd_actors.actors._runtime import ComponentRef
 from sd_actors.net import Heartbeat, KeyPair, Member, Membership, MessageRegistry
 from sd_actors.net._node import Client
-from sd_actors.net._protocol import (
+from sd_actors.net._peer_protocol import (
     CreateSubtree,
-    GetHosts,
     InvokeComponent,
     InvokeResult,
-    RequestFailed,
     StepSubtree,
     TerminateComponentRemotely,
     TerminateSubtree,
 )
+from sd_actors.net._protocol import GetHosts, RequestFailed
 
 if TYPE_CHECKING:
     from sd_actors.actors._runtime import Runtime

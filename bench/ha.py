@@ -46,7 +46,7 @@ from _machine import machine  # bench/ is on sys.path when a benchmark runs as a
 
 from sd_actors.actors._daemon import make_registry
 from sd_actors.net._node import Client
-from sd_actors.net._protocol import DomainsReply, ListDomains
+from sd_actors.net._peer_protocol import DomainsReply, ListDomains
 
 SD_ACTORS: Final = Path(sys.executable).with_name("sd-actors")
 TIMINGS: Final = ("--heartbeat-interval", "0.2", "--suspect-after", "0.6", "--dead-after", "1.0")

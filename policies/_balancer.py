@@ -23,7 +23,8 @@ import msgpack
 
 from sd_actors.actors import Component, ComponentFailed, ComponentRef, DeploymentError, LinkError
 from sd_actors.actors._remote import Peers, endpoint_of_host
-from sd_actors.net._protocol import DomainsReply, ListDomains, RequestFailed
+from sd_actors.net._peer_protocol import DomainsReply, ListDomains
+from sd_actors.net._protocol import RequestFailed
 from sd_actors.plugins._migration import migration_unsupported_reason
 from sd_actors.plugins.hookspecs import hookimpl
 from sd_actors.policies._placement import HostCapacity, Limits, PlacementRequest, PolicyError, unfit_reason
@@ -251,7 +252,8 @@ def _with_way(move: Move, way: tuple[str, tuple[tuple[str, ...], str] | None] | 
 # -- sd-actors rebalance APP [--dry-run] -----------------------------------------------------------------
 def run_rebalance(arguments: argparse.Namespace, out: TextIO) -> int:
     from sd_actors.actors.client import CommandError, connect, request
-    from sd_actors.net._protocol import GetStatus, InvokeComponent, InvokeResult, StatusReply
+    from sd_actors.net._peer_protocol import InvokeComponent, InvokeResult
+    from sd_actors.net._protocol import GetStatus, StatusReply
 
     with connect(arguments, out) as client:
         status = request(client, GetStatus(app=arguments.app), timeout=arguments.timeout or 10)

@@ -17,19 +17,16 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 from sd_actors.actors import Component, ComponentFailed, DeploymentError, TerminationRecord
 from sd_actors.descriptions import ComponentDescription
-from sd_actors.net._protocol import (
+from sd_actors.net._peer_protocol import (
     ClaimAnswer,
     ClaimRestart,
     DomainsReply,
     ForgetHost,
-    GetHosts,
     HostForgotten,
-    HostsReply,
     ListDomains,
-    RecordInfo,
-    RequestFailed,
     TerminateSubtree,
 )
+from sd_actors.net._protocol import GetHosts, HostsReply, RecordInfo, RequestFailed
 from sd_actors.plugins.hookspecs import hookimpl
 from sd_actors.policies._lease import LeaseTerms, lease_expiry
 from sd_actors.policies._ledger import LEDGER_FILE_NAME, ClaimOutcome, RestartLedger, Voter, claim_majority

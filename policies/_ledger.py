@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from sd_actors.net._protocol import ClaimAnswer, ClaimRestart
+from sd_actors.net._peer_protocol import ClaimAnswer, ClaimRestart
 
 LEDGER_FILE_NAME: Final = "restart-ledger.sqlite3"
 

@@ -24,15 +24,14 @@ import libvirt
 
 from sd_actors.actors import DeploymentError, LifecycleEvent, State
 from sd_actors.descriptions import ComponentDescription
-from sd_actors.net._protocol import (
-    Done,
+from sd_actors.net._peer_protocol import (
     GetCapacity,
     HostCapacityInfo,
     ReleaseCapacity,
-    RequestFailed,
     ReservationReply,
     ReserveCapacity,
 )
+from sd_actors.net._protocol import Done, RequestFailed
 
 if TYPE_CHECKING:
     from sd_actors.actors import ComponentRef

@@ -26,14 +26,14 @@ from sd_actors.actors import (
 )
 from sd_actors.actors._remote import Peers, RemoteComponent, endpoint_of_host
 from sd_actors.descriptions import ComponentDescription
-from sd_actors.net._protocol import (
+from sd_actors.net._peer_protocol import (
     GetCapacity,
     HostCapacityInfo,
     ReleaseCapacity,
-    RequestFailed,
     ReservationReply,
     ReserveCapacity,
 )
+from sd_actors.net._protocol import RequestFailed
 from sd_actors.plugins.hookspecs import hookimpl
 from sd_actors.policies._placement import (
     RESERVATION_ATTRIBUTE,

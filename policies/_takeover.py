@@ -26,17 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from sd_actors.actors import ComponentFailed
-from sd_actors.net._protocol import (
+from sd_actors.net._peer_protocol import (
     ClaimAnswer,
     ClaimRestart,
-    Done,
     ForgetRestarter,
     ReplicateRestarter,
-    RequestFailed,
     RestarterWhereabouts,
-    TerminateApplication,
     WhereIsRestarter,
 )
+from sd_actors.net._protocol import Done, RequestFailed, TerminateApplication
 
 if TYPE_CHECKING:
     from sd_actors.policies._high_availability import HighAvailability

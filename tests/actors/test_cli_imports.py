@@ -1,8 +1,9 @@
 """The commands that only talk to a daemon start without importing the runtime.
 
 ``sd-actors up`` and ``status`` run in a fresh process each time: every module they import is paid
-for at every command. They need the descriptions, ZeroMQ and the messages; not pykka, the journal,
-the supervisor, the plugins, asyncio or libvirt, which only a daemon uses.
+for at every command. They need the descriptions, ZeroMQ and the command line's messages; not pykka,
+the journal, the supervisor, the plugins, asyncio, libvirt or the messages daemons send each other,
+which only a daemon uses.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ UNREACHABLE: Final = ("--host", "tcp://127.0.0.1:9", "--insecure", "--timeout", 
 DAEMON_ONLY: Final = ("pykka", "pluggy", "libvirt", "asyncio", "aiohttp", "sd_actors.plugins", "sd_actors.policies",
                       "sd_actors.actors._daemon", "sd_actors.actors._runtime", "sd_actors.actors._journal",
                       "sd_actors.actors._supervisor", "sd_actors.actors._system", "sd_actors.actors._component",
-                      "sd_actors.actors._remote", "sd_actors.actors.console")
+                      "sd_actors.actors._remote", "sd_actors.actors.console", "sd_actors.net._peer_protocol")
 
 
 def modules_imported_by(*arguments: str, tmp_path: Path) -> set[str]:

@@ -19,7 +19,7 @@ from sd_actors.actors._client_commands import trust_daemon
 from sd_actors.actors._daemon import known_daemon_key, make_registry
 from sd_actors.net import authorize, load_or_create_keypair
 from sd_actors.net._node import Client
-from sd_actors.net._protocol import InvokeComponent, InvokeResult
+from sd_actors.net._peer_protocol import InvokeComponent, InvokeResult
 from tests.hosts import LineReader, TestHost, TestHosts, open_test_hosts
 
 pytest_plugins = ["tests.hosts.fixtures"]

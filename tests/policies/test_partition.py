@@ -43,7 +43,7 @@ EVACUATION_PLUGINS = Path(__file__).with_name("plugins")
 CHECKER = """
 import argparse, json, sys, time
 from sd_actors.actors import client
-from sd_actors.net._protocol import ListDomains
+from sd_actors.net._peer_protocol import ListDomains
 arguments = argparse.Namespace(host=sys.argv[1], state_dir=None, insecure=False, server_key=None)
 with client.connect(arguments, sys.stdout) as connection:
     print(json.dumps({"ready": True}), flush=True)

@@ -17,7 +17,7 @@ import pytest
 
 from sd_actors.actors import ComponentFailed, ComponentRef, ComponentSpec, State, System, open_system
 from sd_actors.net import Heartbeat, MemberInfo, Membership
-from sd_actors.net._protocol import ClaimAnswer, ClaimRestart
+from sd_actors.net._peer_protocol import ClaimAnswer, ClaimRestart
 from sd_actors.plugins._libvirt_events import open_connection
 from sd_actors.policies import (
     HA_GENERATION,

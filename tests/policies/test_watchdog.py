@@ -26,7 +26,7 @@ import libvirt
 import pytest
 
 from sd_actors.actors._daemon import DaemonSettings, open_daemon
-from sd_actors.net._protocol import ClaimRestart
+from sd_actors.net._peer_protocol import ClaimRestart
 from sd_actors.plugins._libvirt_events import open_connection
 from sd_actors.policies._watchdog import GuardedDomain, HostWatchdog, LeaseNews
 from tests.actors.daemon_helpers import (
