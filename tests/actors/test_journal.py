@@ -19,6 +19,7 @@ import pytest
 from sd_actors.actors._errors import UnknownComponent
 from sd_actors.actors._events import State
 from sd_actors.actors._journal import (
+    _MIGRATIONS,
     JOURNAL_FILE_NAME,
     SCHEMA_VERSION,
     ApplicationEntry,
@@ -34,7 +35,6 @@ from sd_actors.actors._journal import (
     RecoveryPlan,
     UnknownApplication,
     WrongStatus,
-    _MIGRATIONS,
     open_journal,
 )
 from sd_actors.actors._records import TerminationRecord
@@ -43,7 +43,8 @@ from sd_actors.descriptions import encode_description, parse_string, to_sf
 REPOSITORY: Final = Path(__file__).resolve().parents[2]
 APP: Final = "pool"
 DESCRIPTION: Final = "sfConfig extends Compound {\n    vm0 extends VM;\n}\n"
-RESOLVED: Final = 'sfConfig extends {\n    sfClass "sd_actors.actors.Compound";\n    vm0 extends {\n        domainName "vm0";\n    }\n}\n'
+RESOLVED: Final = ('sfConfig extends {\n    sfClass "sd_actors.actors.Compound";\n'
+                   '    vm0 extends {\n        domainName "vm0";\n    }\n}\n')
 """A description as a daemon receives it: resolved, so it parses without the component library."""
 DOWN: Final = TerminationRecord.normal("down requested", (APP,))
 CRASHED: Final = TerminationRecord.abnormal("domain crashed", (APP, "vm0"), "libvirtError: domain is not running")
