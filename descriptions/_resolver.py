@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import getpass
 import importlib
 import os
-import platform
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -977,18 +974,24 @@ _KIND_OF_TYPE: Final[Mapping[type, str]] = {
 # Values the link phase has nothing to do with.
 _PLAIN: Final = frozenset({str, int, float, bool, type(None), list, bytes, Long, Double})
 
+def _module_call(module: str, function: str) -> Callable[[], str]:
+    """``module.function()``, the module imported at the first call: few descriptions read these,
+    and importing platform, getpass and tempfile cost every command line 3 ms."""
+    return lambda: str(getattr(importlib.import_module(module), function)())
+
+
 # Properties every SmartFrog JVM had, read from the machine when -D does not set them.
 STANDARD_PROPERTIES: Final[Mapping[str, Callable[[], str]]] = {
-    "user.name": lambda: getpass.getuser(),
+    "user.name": _module_call("getpass", "getuser"),
     "user.home": lambda: str(Path.home()),
     "user.dir": lambda: os.getcwd(),
-    "os.name": lambda: platform.system(),
-    "os.arch": lambda: platform.machine(),
-    "os.version": lambda: platform.release(),
+    "os.name": _module_call("platform", "system"),
+    "os.arch": _module_call("platform", "machine"),
+    "os.version": _module_call("platform", "release"),
     "file.separator": lambda: os.sep,
     "path.separator": lambda: os.pathsep,
     "line.separator": lambda: os.linesep,
-    "java.io.tmpdir": lambda: tempfile.gettempdir(),
+    "java.io.tmpdir": _module_call("tempfile", "gettempdir"),
 }
 
 

@@ -27,8 +27,8 @@ Two libzmq behaviours shape the helpers below:
 from __future__ import annotations
 
 import logging
+import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
@@ -95,7 +95,7 @@ class ZapAuthenticator:
                 ) from None
             raise
         # A PAIR of inproc sockets wakes the handler thread to stop: no polling interval to wait out.
-        stop_endpoint = f"inproc://sd-actors-zap-stop-{uuid.uuid4().hex}"
+        stop_endpoint = f"inproc://sd-actors-zap-stop-{os.urandom(16).hex()}"
         self._stop_sender = context.socket(zmq.PAIR)
         self._stop_sender.setsockopt(zmq.LINGER, 0)
         self._stop_sender.bind(stop_endpoint)
