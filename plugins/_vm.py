@@ -171,8 +171,6 @@ class VM(Component):
         self._uuid = self._libvirt(self._domain.UUIDString, "read the UUID of")
         # Not a disk sync per VM: after a crash the domain is found by its name and sd-actors' metadata.
         self.context.set_resource(domain_resource(self._uri, self._uuid), durable=False)
-        if self._watching:
-            self._watch_events()
 
     def start(self) -> None:
         domain = self._domain_or_fail()
@@ -183,6 +181,9 @@ class VM(Component):
             self._libvirt(domain.create, "start")
         self._started = True
         if self._watching:
+            # Watched from here, not from deploy: a look before the start ignores what it sees, and
+            # a hypervisor nobody watches yet calls no Python for the defined events of a pool.
+            self._watch_events()
             self._timer = self.context.call_later(self._liveness_delay, self._poll)
 
     def ping(self) -> None:
