@@ -339,6 +339,19 @@ _SELECT_APPLICATIONS: Final = (
 )
 
 
+# The statements of notes (Journal.note_*): a note is one of them and its parameters, or a function
+# for the rare note that needs several statements (a state with a termination record).
+_NOTE_COMPONENT: Final = (  # nothing if the application is gone meanwhile; else as _upsert_component
+    "INSERT INTO components (app, path, component_class, host, state, resource, updated, record_id)"
+    " SELECT ?, ?, ?, ?, ?, NULL, ?, NULL WHERE EXISTS (SELECT 1 FROM applications WHERE name = ?)"
+    " ON CONFLICT (app, path) DO UPDATE SET component_class = excluded.component_class,"
+    " host = excluded.host, state = excluded.state, resource = excluded.resource,"
+    " updated = excluded.updated, record_id = NULL")
+_NOTE_STATE: Final = "UPDATE components SET state = ?, updated = ?, record_id = NULL WHERE app = ? AND path = ?"
+_NOTE_RESOURCE: Final = "UPDATE components SET resource = ?, updated = ? WHERE app = ? AND path = ?"
+_Note = tuple[str, tuple[object, ...]] | Callable[[sqlite3.Connection], None]
+
+
 # -- the journal -----------------------------------------------------------------------------------
 class Journal:
     """A daemon's crash-safe record in SQLite. Open one with :func:`open_journal`.
@@ -359,7 +372,7 @@ class Journal:
         self.path = path
         # Notes (note_component, note_state) wait here for the writer thread, which commits all
         # that are waiting in one transaction: one disk sync for many lifecycle changes.
-        self._notes: list[Callable[[sqlite3.Connection], None]] = []
+        self._notes: list[_Note] = []
         self._notes_changed = threading.Condition()
         self._closing = False
         self._writer = threading.Thread(target=self._write_notes, name="sd-actors-journal", daemon=True)
@@ -392,19 +405,7 @@ class Journal:
         encoded = _encode_path(path)
         value, updated = State(state).value, self._clock()
 
-        def write(db: sqlite3.Connection) -> None:
-            # One statement (a lifecycle of 1,000 VMs makes thousands of notes): nothing if the
-            # application is gone meanwhile; else as _upsert_component.
-            db.execute(
-                "INSERT INTO components (app, path, component_class, host, state, resource, updated, record_id)"
-                " SELECT ?, ?, ?, ?, ?, NULL, ?, NULL WHERE EXISTS (SELECT 1 FROM applications WHERE name = ?)"
-                " ON CONFLICT (app, path) DO UPDATE SET component_class = excluded.component_class,"
-                " host = excluded.host, state = excluded.state, resource = excluded.resource,"
-                " updated = excluded.updated, record_id = NULL",
-                (app, encoded, component_class, host, value, updated, app),
-            )
-
-        self._note(write)
+        self._note((_NOTE_COMPONENT, (app, encoded, component_class, host, value, updated, app)))
 
     def note_state(self, app: str, path: tuple[str, ...], state: State,
                    record: TerminationRecord | None = None) -> None:
@@ -412,11 +413,11 @@ class Journal:
         encoded = _encode_path(path)
         value, updated = State(state).value, self._clock()
 
+        if record is None:  # most notes: one statement, as _update_state would do
+            self._note((_NOTE_STATE, (value, updated, app, encoded)))
+            return
+
         def write(db: sqlite3.Connection) -> None:
-            if record is None:  # most notes: one statement, as _update_state would do
-                db.execute("UPDATE components SET state = ?, updated = ?, record_id = NULL WHERE app = ? AND path = ?",
-                           (value, updated, app, encoded))
-                return
             row = db.execute("SELECT seq FROM components WHERE app = ? AND path = ?", (app, encoded)).fetchone()
             if row is not None:
                 self._update_state(db, app, encoded, row["seq"], value, record, updated)
@@ -429,22 +430,18 @@ class Journal:
         encoded = _encode_path(path)
         updated = self._clock()
 
-        def write(db: sqlite3.Connection) -> None:
-            db.execute("UPDATE components SET resource = ?, updated = ? WHERE app = ? AND path = ?",
-                       (resource, updated, app, encoded))
-
-        self._note(write)
+        self._note((_NOTE_RESOURCE, (resource, updated, app, encoded)))
 
     def flush(self) -> None:
         """Write every note made so far, now."""
         with self._lock:
             self._write_noted()
 
-    def _note(self, write: Callable[[sqlite3.Connection], None]) -> None:
+    def _note(self, note: _Note) -> None:
         with self._notes_changed:
             if self._closing:
                 raise JournalError(f"{self.path}: the journal is closed")
-            self._notes.append(write)
+            self._notes.append(note)
             if len(self._notes) == 1:  # the writer waits for the first; the others join it
                 self._notes_changed.notify()
 
@@ -469,8 +466,22 @@ class Journal:
         if not notes or db is None:
             return
         with _atomically(db):
-            for write in notes:
-                write(db)
+            start = 0
+            while start < len(notes):
+                note = notes[start]
+                if not isinstance(note, tuple):
+                    note(db)
+                    start += 1
+                    continue
+                # A run of notes of one statement (a step of 1,000 VMs: 1,000 in a row) is one
+                # executemany: SQLite binds each row without a round through Python.
+                statement, rows = note[0], [note[1]]
+                end = start + 1
+                while end < len(notes) and isinstance(following := notes[end], tuple) and following[0] is statement:
+                    rows.append(following[1])
+                    end += 1
+                db.executemany(statement, rows)
+                start = end
 
     # -- applications ----------------------------------------------------------------------------
     def begin_deploy(self, app: str, description_text: str, *, requested_by: str, host: str,
