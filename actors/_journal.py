@@ -109,6 +109,12 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # A client may send only those: description_text is then '' until the daemon has written the
     # text itself (fill_description_text), after the deployment.
     ("ALTER TABLE applications ADD COLUMN description_tree BLOB",),
+    # 3: deleting a termination record (a finished application's, when its name is deployed again)
+    # sets the rows that name it to NULL: without these indexes SQLite scanned both tables per
+    # record, reading every application's description (1,000 records of a 1,000-VM pool, ten
+    # earlier applications: 2 s for `up`).
+    ("CREATE INDEX components_by_record ON components (record_id)",
+     "CREATE INDEX applications_by_record ON applications (record_id)"),
 )
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
