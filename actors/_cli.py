@@ -296,7 +296,18 @@ def main(argv: Sequence[str] | None = None, *, plugin_manager: pluggy.PluginMana
         # garbage: Python's default of a collection every 700 allocations only costs it time.
         # The daemon sets its own once it has started.
         gc.set_threshold(50_000, 20, 20)
-    tokens = _protect_keys(list(sys.argv[1:] if argv is None else argv))
+        try:
+            return _run(sys.argv[1:], plugin_manager)
+        finally:
+            # The process ends here: the collection Python makes at exit would walk everything the
+            # command made (a parsed pool of 1,000 VMs: about 15 ms) only to free it. Frozen
+            # objects are left out of it; the operating system takes the memory back.
+            gc.freeze()
+    return _run(argv, plugin_manager)
+
+
+def _run(argv: Sequence[str], plugin_manager: pluggy.PluginManager | None) -> int:
+    tokens = _protect_keys(list(argv))
     command = next((token for token in tokens if not token.startswith("-")), None)
     parser = build_parser(plugin_manager, plugin_commands=command not in BUILT_IN_COMMANDS)
     arguments = parser.parse_args(tokens)
