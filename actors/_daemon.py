@@ -794,7 +794,7 @@ class Daemon:
 
     def status(self, only: str = "") -> StatusReply:
         applications = []
-        for entry in self.journal.applications():
+        for entry in self.journal.applications(with_descriptions=False):
             if only and entry.name != only:
                 continue
             root = self.system.apps().get(entry.name)

@@ -594,10 +594,16 @@ class Journal:
             raise UnknownApplication(app)
         return _application_entry(row)
 
-    def applications(self) -> list[ApplicationEntry]:
-        """Every application, finished ones included, oldest first; called by ``ls`` and ``status``."""
+    def applications(self, *, with_descriptions: bool = True) -> list[ApplicationEntry]:
+        """Every application, finished ones included, oldest first; called by ``ls`` and ``status``.
+
+        :param with_descriptions: False leaves the descriptions out (``description_text`` '' and
+            ``description_tree`` None): a 1,000-VM pool's are 0.7 MB, and ``status`` needs none.
+        """
+        select = _SELECT_APPLICATIONS if with_descriptions else _SELECT_APPLICATIONS.replace(
+            "a.description_text, a.description_tree", "'' AS description_text, NULL AS description_tree")
         with self._transaction(write=False) as db:
-            rows = db.execute(_SELECT_APPLICATIONS + " ORDER BY a.created, a.name").fetchall()
+            rows = db.execute(select + " ORDER BY a.created, a.name").fetchall()
         return [_application_entry(row) for row in rows]
 
     def forget(self, app: str) -> None:

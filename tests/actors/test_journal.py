@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import operator
 import queue
 import signal
@@ -247,6 +248,18 @@ def test_a_journal_of_schema_version_1_is_upgraded_and_its_descriptions_read_fro
     assert entry.description() == parse_string(RESOLVED, use_library=False)
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_applications_without_descriptions_leave_only_the_descriptions_out(journal: Journal) -> None:
+    tree = encode_description(parse_string(RESOLVED, use_library=False))
+    journal.begin_deploy(APP, RESOLVED, description_tree=tree, requested_by="alice", host="host-a")
+    with_status(journal, ApplicationStatus.TERMINATED, "other")
+
+    listed = journal.applications(with_descriptions=False)
+
+    assert [(entry.description_text, entry.description_tree) for entry in listed] == [("", None), ("", None)]
+    assert [dataclasses.replace(entry, description_text="", description_tree=None)
+            for entry in journal.applications()] == listed
 
 
 def test_mark_running_makes_a_deploying_application_running(journal: Journal) -> None:
