@@ -241,13 +241,16 @@ class HighAvailability:
                 return
             else:
                 why = ""
+                news = LeaseNews(endpoint=self.own_endpoint, lease_expiry=expiry, fence_before=self.terms.fence_before)
+                if self._fence_at is None:
+                    # Before the first lease check, the watchdog's fence time is this one: known here
+                    # before the watchdog hears it. Set after its answer, a daemon frozen in between
+                    # never learnt that it had been late (the watchdog had stopped guarding meanwhile).
+                    self._fence_at = news.fence_at
         if not why:
             # Told outside _domains_lock (the reporter thread holds the watchdog's lock, then takes that one).
-            news = LeaseNews(endpoint=self.own_endpoint, lease_expiry=expiry, fence_before=self.terms.fence_before)
             if self.watchdog.report(news, [guarded], partial=True):
                 with self._domains_lock:
-                    if self._fence_at is None:  # before the first lease check: the watchdog's fence time is this one
-                        self._fence_at = news.fence_at
                     self._told_fence_at = max(self._told_fence_at, news.fence_at)
                 return
             why = f"the host watchdog does not answer (see {self.watchdog.state_dir / 'watchdog.log'})"
