@@ -711,7 +711,7 @@ class Daemon:
                 return
             status = self._journal_status(message.app)
             if status is None:
-                known = ", ".join(sorted(self.system.apps())) or "none"
+                known = ", ".join(sorted(name for name, root in self.system.apps().items() if root.alive)) or "none"
                 takeover = self.high_availability.takeover
                 elsewhere = sorted({replica.host for replica in takeover.replicas.all() if replica.app == message.app}
                                    if takeover is not None else ())

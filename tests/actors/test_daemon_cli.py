@@ -209,6 +209,9 @@ def test_down_or_status_of_an_unknown_application_exits_1_and_points_to_ls(
     assert status.returncode == 1
     assert re.fullmatch(r"sd-actors status: no application named 'wbe' on \S+; see sd-actors ls\n", status.stderr)
     assert [a["status"] for a in applications(user, daemon)] == ["running"]  # nothing else happened
+    assert user.run("down", "web", "--host", daemon.host).returncode == 0
+    after = user.run("down", "wbe", "--host", daemon.host)
+    assert "hint: running here: none; see sd-actors ls" in after.stderr  # web has ended: not running
 
 
 def test_a_description_error_exits_2_before_any_daemon_is_contacted(user: User, tmp_path: Path) -> None:
