@@ -362,9 +362,7 @@ class Daemon:
         if not events:
             return
         host = self.settings.host
-        notices = tuple(LifecycleNotice(path=event.path, old=event.old.value if event.old else "", new=event.new.value,
-                                        time=event.time, host=host, component_class=event.component_class,
-                                        record=record_info(event.record)) for event in events)
+        notices = tuple(_notice(event, host) for event in events)
         try:
             self.peers.link(endpoint).request(SubtreeEvents(notices=notices), timeout=10)
         except (TimeoutError, OSError, ComponentFailed) as error:
@@ -596,9 +594,7 @@ class Daemon:
 
     def _notify(self, progress: ProgressStream, app: str, event: LifecycleEvent) -> None:
         if event.path and event.path[0] == app:
-            progress.add(LifecycleNotice(path=event.path, old=event.old.value if event.old else "",
-                                         new=event.new.value, time=event.time, host=event.host,
-                                         component_class=event.component_class, record=record_info(event.record)))
+            progress.add(_notice(event))
 
     def _update(self, request: Request, message: DeployApplication, config: ComponentDescription) -> bool:
         """``up`` of a running app: its components take the changes (or it is refused, changing nothing).
@@ -657,10 +653,7 @@ class Daemon:
             with lock:
                 if finished.is_set():
                     return
-                request.reply(LifecycleNotice(path=event.path, old=event.old.value if event.old else "",
-                                              new=event.new.value, time=event.time, host=event.host,
-                                              component_class=event.component_class,
-                                              record=record_info(event.record)))
+                request.reply(_notice(event))
                 root_done = event.path == (app,) and (
                     event.new.is_final or (message.until_started and event.new is State.STARTED))
                 if root_done:
@@ -738,10 +731,7 @@ class Daemon:
         def send(event: LifecycleEvent) -> None:
             with lock:
                 if watching:
-                    request.reply(LifecycleNotice(path=event.path, old=event.old.value if event.old else "",
-                                                  new=event.new.value, time=event.time, host=event.host,
-                                                  component_class=event.component_class,
-                                                  record=record_info(event.record)))
+                    request.reply(_notice(event))
 
         unsubscribe = self.system.subscribe(send)
         try:
@@ -916,6 +906,13 @@ class Daemon:
         self.peers.close()
         self.node.close()
         (self.settings.state_dir / READY_FILE).unlink(missing_ok=True)
+
+
+def _notice(event: LifecycleEvent, host: str | None = None) -> LifecycleNotice:
+    """``event`` on the wire; ``host``: the daemon forwarding it, instead of the host the event names."""
+    return LifecycleNotice(path=event.path, old=event.old.value if event.old else "", new=event.new.value,
+                           time=event.time, host=event.host if host is None else host,
+                           component_class=event.component_class, record=record_info(event.record))
 
 
 def _tree(root: ComponentRef) -> Iterator[ComponentRef]:
