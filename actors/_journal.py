@@ -410,7 +410,6 @@ class Journal:
         """
         encoded = _encode_path(path)
         value, updated = State(state).value, self._clock()
-
         self._note((_NOTE_COMPONENT, (app, encoded, component_class, host, value, updated, app)))
 
     def note_state(self, app: str, path: tuple[str, ...], state: State,
