@@ -100,8 +100,12 @@ def open_browser() -> Iterator[WebDriver]:
 
 
 def wait_until(driver: WebDriver, condition: Callable[[WebDriver], _T], what: str) -> _T:
-    """Poll ``condition`` until it returns something true (deadline PAGE_TIMEOUT); fail saying ``what``."""
-    result: _T = WebDriverWait(driver, PAGE_TIMEOUT, poll_frequency=0.05).until(
+    """Poll ``condition`` until it returns something true (deadline PAGE_TIMEOUT); fail saying ``what``.
+
+    An element the page redrew between finding it and reading it (stale) counts as not yet: the
+    page redraws a component's details at each of its events, and ``down`` sends several."""
+    result: _T = WebDriverWait(driver, PAGE_TIMEOUT, poll_frequency=0.05,
+                               ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
         condition, f"the page did not show {what} within {PAGE_TIMEOUT} s")
     return result
 
