@@ -338,11 +338,14 @@ class RecoveryPlan:
 # Statuses whose resources may exist: they block a new deploy and are what recover() covers.
 _UNFINISHED: Final = (ApplicationStatus.DEPLOYING, ApplicationStatus.RUNNING, ApplicationStatus.TERMINATING)
 
-_SELECT_APPLICATIONS: Final = (
-    "SELECT a.name, a.status, a.description_text, a.description_tree, a.requested_by, a.host, a.created, a.updated,"
+_SELECT_APPLICATIONS_WITH: Final = (
+    "SELECT a.name, a.status, {descriptions}, a.requested_by, a.host, a.created, a.updated,"
     " r.kind, r.description, r.origin, r.cause"
     " FROM applications AS a LEFT JOIN termination_records AS r ON r.id = a.record_id"
 )
+_SELECT_APPLICATIONS: Final = _SELECT_APPLICATIONS_WITH.format(descriptions="a.description_text, a.description_tree")
+_SELECT_UNDESCRIBED_APPLICATIONS: Final = _SELECT_APPLICATIONS_WITH.format(
+    descriptions="'' AS description_text, NULL AS description_tree")
 
 
 # The statements of notes (Journal.note_*): a note is one of them and its parameters, or a function
@@ -599,8 +602,7 @@ class Journal:
         :param with_descriptions: False leaves the descriptions out (``description_text`` '' and
             ``description_tree`` None): a 1,000-VM pool's are 0.7 MB, and ``status`` needs none.
         """
-        select = _SELECT_APPLICATIONS if with_descriptions else _SELECT_APPLICATIONS.replace(
-            "a.description_text, a.description_tree", "'' AS description_text, NULL AS description_tree")
+        select = _SELECT_APPLICATIONS if with_descriptions else _SELECT_UNDESCRIBED_APPLICATIONS
         with self._transaction(write=False) as db:
             rows = db.execute(select + " ORDER BY a.created, a.name").fetchall()
         return [_application_entry(row) for row in rows]
